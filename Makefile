@@ -1,0 +1,97 @@
+# Two commands matter: `make run` (the whole system locally) and `make test` (everything CI runs).
+# Both create .venv and install the pinned dependencies on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt | cksum | cut -d' ' -f1)
+
+PORT ?= 8080
+STAGE ?= dev
+ENV_VARS ?=
+IDLE_TIMEOUT_SECONDS ?= 600
+MAX_CONNECTION_SECONDS ?= 7200
+SCHEDULE_SECONDS ?=
+EMAIL ?=
+FUNCTION ?=
+EVENT ?=
+
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+export PYTHONPATH := $(CURDIR)/layers/session_manager/python:$(CURDIR)
+
+LOCAL_STACK := $(BIN)/python -m local_stack
+RUN_ARGS := --template template.yaml --port $(PORT) --stage $(STAGE) \
+	--idle-timeout-seconds $(IDLE_TIMEOUT_SECONDS) --max-connection-seconds $(MAX_CONNECTION_SECONDS) \
+	$(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(SCHEDULE_SECONDS),--schedule-seconds $(SCHEDULE_SECONDS))
+
+.PHONY: help install run token invoke test unit-test local-stack-test e2e-test lint format \
+	cfn-lint sam-validate sam-build bench lock clean pr
+
+help:
+	@echo "make run          start the local stack (WebSocket API, page, embedded DynamoDB and Cognito)"
+	@echo "make test         lint, template checks, sam build and every test"
+	@echo "make token        print a speaker token for the running local stack (EMAIL=...)"
+	@echo "make invoke       FUNCTION=<LogicalId> EVENT=events/<file>.json: run one function once"
+	@echo "make bench        print the benchmarks' figures"
+
+$(STAMP): requirements/dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(LOCAL_STACK) run $(RUN_ARGS)
+
+token: install
+	@$(LOCAL_STACK) token --port $(PORT) $(if $(EMAIL),--email $(EMAIL))
+
+invoke: install
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<LogicalId> EVENT=events/<file>.json" >&2; exit 2; }
+	$(LOCAL_STACK) invoke --template template.yaml --function $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+cfn-lint: install
+	$(BIN)/cfn-lint template.yaml
+
+sam-validate: install
+	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+
+sam-build: install
+	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel
+
+unit-test: install
+	$(BIN)/pytest tests/unit -q
+
+local-stack-test: install
+	$(BIN)/pytest tests/local_stack -q
+
+e2e-test: install
+	$(BIN)/pytest tests/e2e -q
+
+test: lint cfn-lint sam-validate sam-build
+	$(BIN)/pytest -q
+
+pr: format test
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+lock:
+	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet -r requirements/dev.in
+	/tmp/lock-venv/bin/pip freeze --exclude-editable > requirements/dev.txt
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis

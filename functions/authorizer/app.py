@@ -1,0 +1,9 @@
+"""$connect REQUEST authorizer: verified speakers and anonymous listeners get in."""
+
+from session_manager.auth import authorize_connect, get_token_verifier
+from session_manager.observability import logger
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    return authorize_connect(event, get_token_verifier())

@@ -1,0 +1,8 @@
+"""$connect: the per-IP connection-attempt limit, then the connection is recorded."""
+
+from session_manager import lifecycle_route
+
+
+@lifecycle_route
+def handler(services, caller):
+    services.connections.connect(caller)

@@ -1,0 +1,9 @@
+"""createSession: an authenticated speaker opens a session."""
+
+from session_manager import websocket_route
+from session_manager.protocol import parse_create_session
+
+
+@websocket_route
+def handler(services, caller, body):
+    return services.sessions.create_session(caller, parse_create_session(body))

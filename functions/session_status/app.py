@@ -1,0 +1,8 @@
+"""getSessionStatus: listeners and their languages, for the session's speaker."""
+
+from session_manager import websocket_route
+
+
+@websocket_route
+def handler(services, caller, body):
+    return services.sessions.session_status(caller)

@@ -1,0 +1,132 @@
+"""One frozen Settings object, read from the environment once and validated."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+
+from session_manager.errors import ConfigurationError
+
+
+def _positive_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigurationError(f"{name} must be a positive finite number, got {raw!r}")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of requirements.md and protocol.md, with its default.
+
+    Durations accept decimals (``CONNECTION_REFRESH_MINUTES=0.05``) so that refresh, warning and
+    timeout paths can be exercised in seconds.
+    """
+
+    sessions_table: str = "Sessions"
+    connections_table: str = "Connections"
+    rate_limits_table: str = "RateLimits"
+    management_api_endpoint: str = ""
+    user_pool_id: str = ""
+    user_pool_client_id: str = ""
+    region: str = "us-east-1"
+    jwks_url_override: str = ""
+    max_listeners_per_session: int = 500
+    session_max_duration_hours: float = 2.0
+    connection_refresh_minutes: float = 100.0
+    connection_warning_minutes: float = 105.0
+    connection_max_minutes: float = 120.0
+    heartbeat_interval_seconds: float = 30.0
+    heartbeat_timeout_seconds: float = 90.0
+    rate_limit_sessions_per_hour: int = 50
+    rate_limit_listener_joins_per_min: int = 1200
+    rate_limit_failed_joins_per_min: int = 60
+    rate_limit_connection_attempts_per_min: int = 1200
+    rate_limit_heartbeats_per_min: int = 6
+    session_id_max_attempts: int = 10
+    broadcast_concurrency: int = 16
+
+    @property
+    def session_duration_seconds(self) -> int:
+        return round(self.session_max_duration_hours * 3600)
+
+    @property
+    def connection_ttl_seconds(self) -> int:
+        """Connection items outlive the session by an hour (requirement 6)."""
+        return self.session_duration_seconds + 3600
+
+    @property
+    def issuer(self) -> str:
+        return f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        parsers: dict[type | str, Callable[[str, str], object]] = {
+            "int": _positive_int,
+            "float": _positive_number,
+            "str": _text,
+        }
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            variable = _ENVIRONMENT_NAMES.get(field.name, field.name.upper())
+            raw = environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = parsers[field.type](variable, raw.strip())
+        if "region" not in values:
+            region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+            if region:
+                values["region"] = region
+        settings = cls(**values)
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if self.connection_warning_minutes < self.connection_refresh_minutes:
+            raise ConfigurationError("CONNECTION_WARNING_MINUTES must not be below CONNECTION_REFRESH_MINUTES")
+        if self.connection_max_minutes <= self.connection_warning_minutes:
+            raise ConfigurationError("CONNECTION_MAX_MINUTES must be above CONNECTION_WARNING_MINUTES")
+        if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds:
+            raise ConfigurationError("HEARTBEAT_TIMEOUT_SECONDS must be above HEARTBEAT_INTERVAL_SECONDS")
+        # An honest client heartbeats every interval +/- 5 s; the limit must leave it room.
+        honest_per_minute = 60 / max(self.heartbeat_interval_seconds - 5, 1) + 1
+        if self.rate_limit_heartbeats_per_min < honest_per_minute:
+            raise ConfigurationError(
+                "RATE_LIMIT_HEARTBEATS_PER_MIN must let a client heartbeating every "
+                f"HEARTBEAT_INTERVAL_SECONDS +/- 5 s through (at least {honest_per_minute:.0f})"
+            )
+
+
+_ENVIRONMENT_NAMES = {
+    "sessions_table": "SESSIONS_TABLE",
+    "connections_table": "CONNECTIONS_TABLE",
+    "rate_limits_table": "RATE_LIMITS_TABLE",
+    "region": "AWS_REGION",
+    "jwks_url_override": "LOCAL_JWKS_URL",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this execution environment, read on first use."""
+    return Settings.from_environment()

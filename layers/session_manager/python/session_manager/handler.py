@@ -1,0 +1,105 @@
+"""The one place that turns API Gateway events into domain calls, and outcomes into replies.
+
+Every client-visible outcome, success or error, reaches the client as a JSON message posted to
+its connection; the integration itself only answers a status code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from session_manager.caller import Caller
+from session_manager.errors import InternalError, SessionServiceError
+from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, tracer
+from session_manager.protocol import error_message, parse_body
+from session_manager.services import Services, get_services
+
+Replies = dict[str, Any] | list[dict[str, Any]] | None
+Route = Callable[[Services, Caller, dict[str, Any]], Replies]
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def _observed(handler: LambdaHandler) -> LambdaHandler:
+    traced = tracer.capture_lambda_handler(handler, capture_response=False)
+    logged = logger.inject_lambda_context(
+        traced, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+    )
+    return metrics.log_metrics(logged)
+
+
+def websocket_route(route: Route) -> LambdaHandler:
+    """Wrap a route: parse the frame, call the domain, post every reply or the error."""
+
+    @functools.wraps(route)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        services = get_services()
+        caller = Caller.from_event(event)
+        logger.append_keys(connection=fingerprint(caller.connection_id), userId=caller.user_id)
+        try:
+            replies = route(services, caller, parse_body(event.get("body")))
+        except SessionServiceError as error:
+            report_error(error)
+            replies = error_message(error, caller.request_id)
+        except Exception:
+            logger.exception("unexpected error")
+            error = InternalError()
+            report_error(error, logged=True)
+            replies = error_message(error, caller.request_id)
+        for reply in replies if isinstance(replies, list) else [replies] if replies else []:
+            if not services.messenger.send(caller.connection_id, reply):
+                logger.info("reply not delivered: connection gone")
+                break
+        return {"statusCode": 200}
+
+    return _observed(handler)
+
+
+def lifecycle_route(route: Callable[[Services, Caller], None]) -> LambdaHandler:
+    """Wrap $connect/$disconnect: nothing can be sent to the client, so outcomes are statuses."""
+
+    @functools.wraps(route)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        caller = Caller.from_event(event)
+        logger.append_keys(connection=fingerprint(caller.connection_id), userId=caller.user_id)
+        try:
+            route(get_services(), caller)
+        except SessionServiceError as error:
+            report_error(error)
+            return {"statusCode": error.status}
+        except Exception:
+            logger.exception("unexpected error")
+            report_error(InternalError(), logged=True)
+            return {"statusCode": 500}
+        return {"statusCode": 200}
+
+    return _observed(handler)
+
+
+def scheduled(job: Callable[[Services], Any]) -> LambdaHandler:
+    @functools.wraps(job)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        outcome = job(get_services())
+        return outcome if isinstance(outcome, dict) else {"ok": True}
+
+    return _observed(handler)
+
+
+def report_error(error: SessionServiceError, *, logged: bool = False) -> None:
+    """Log (5xx with the stack trace) and count a client-visible error by its code."""
+    fields = {"errorCode": error.code, "errorMessage": error.message, "status": error.status}
+    if error.session_id:
+        fields["sessionId"] = error.session_id
+    if not logged:
+        if error.status >= 500:
+            logger.error("request failed", extra=fields, exc_info=True)
+        else:
+            logger.warning("request refused", extra=fields)
+    metrics.add_metric(name="ConnectionErrors", unit=MetricUnit.Count, value=1)
+    with single_metric(name="ConnectionErrors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="ErrorCode", value=error.code)

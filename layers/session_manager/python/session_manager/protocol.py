@@ -1,0 +1,201 @@
+"""The wire vocabulary: actions, message types, roles, and validation of client messages.
+
+Sans-I/O: nothing here touches a socket or a table. ``docs/protocol.md`` is the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from session_manager.errors import (
+    InvalidActionError,
+    InvalidLanguageError,
+    InvalidParametersError,
+    InvalidSessionIdError,
+    SessionServiceError,
+)
+
+SESSION_ID_PATTERN = re.compile(r"^[a-z]+-[a-z]+-[1-9][0-9]{2}$")
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2}$")
+
+
+class Action(str, Enum):
+    CREATE_SESSION = "createSession"
+    JOIN_SESSION = "joinSession"
+    HEARTBEAT = "heartbeat"
+    REFRESH_CONNECTION = "refreshConnection"
+    GET_SESSION_STATUS = "getSessionStatus"
+    END_SESSION = "endSession"
+    LEAVE_SESSION = "leaveSession"
+
+
+class MessageType(str, Enum):
+    SESSION_CREATED = "sessionCreated"
+    SESSION_JOINED = "sessionJoined"
+    HEARTBEAT_ACK = "heartbeatAck"
+    CONNECTION_REFRESH_REQUIRED = "connectionRefreshRequired"
+    CONNECTION_WARNING = "connectionWarning"
+    CONNECTION_REFRESH_COMPLETE = "connectionRefreshComplete"
+    SESSION_STATUS = "sessionStatus"
+    SESSION_ENDED = "sessionEnded"
+    SESSION_LEFT = "sessionLeft"
+    ERROR = "error"
+
+
+class Role(str, Enum):
+    SPEAKER = "speaker"
+    LISTENER = "listener"
+
+
+class QualityTier(str, Enum):
+    STANDARD = "standard"
+    PREMIUM = "premium"
+
+
+class EndReason(str, Enum):
+    SPEAKER_DISCONNECTED = "speakerDisconnected"
+    SPEAKER_ENDED = "speakerEnded"
+    EXPIRED = "expired"
+
+
+END_REASON_MESSAGES = {
+    EndReason.SPEAKER_DISCONNECTED: "The speaker disconnected; the session has ended.",
+    EndReason.SPEAKER_ENDED: "The speaker ended the session.",
+    EndReason.EXPIRED: "The session reached its time limit and has ended.",
+}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def message(message_type: MessageType, **fields: Any) -> dict[str, Any]:
+    """A server -> client message: ``type``, ``timestamp`` and the given fields (None dropped)."""
+    body = {"type": message_type.value, "timestamp": now_ms()}
+    body.update({key: value for key, value in fields.items() if value is not None})
+    return body
+
+
+def error_message(error: SessionServiceError, request_id: str) -> dict[str, Any]:
+    return message(
+        MessageType.ERROR,
+        code=error.code,
+        message=error.message,
+        status=error.status,
+        requestId=request_id,
+        sessionId=error.session_id,
+        retryAfter=max(1, int(error.retry_after)) if error.retry_after is not None else None,
+        details=error.details,
+    )
+
+
+# ---------------------------------------------------------------- client messages
+
+
+@dataclass(frozen=True)
+class CreateSessionRequest:
+    source_language: str
+    quality_tier: QualityTier
+
+
+@dataclass(frozen=True)
+class JoinSessionRequest:
+    session_id: str
+    target_language: str
+
+
+@dataclass(frozen=True)
+class RefreshConnectionRequest:
+    session_id: str
+    role: Role
+    target_language: str | None
+
+
+def parse_body(body: str | None) -> dict[str, Any]:
+    """The JSON object of a client frame, or INVALID_ACTION."""
+    try:
+        parsed = json.loads(body or "")
+    except (TypeError, ValueError):
+        raise InvalidActionError("Messages must be JSON objects with an 'action' field.") from None
+    if not isinstance(parsed, dict):
+        raise InvalidActionError("Messages must be JSON objects with an 'action' field.")
+    return parsed
+
+
+def _required_string(body: dict[str, Any], field: str, *, session_id: str | None = None) -> str:
+    value = body.get(field)
+    if value is None:
+        raise InvalidParametersError(f"'{field}' is required.", field=field, reason="missing", session_id=session_id)
+    if not isinstance(value, str):
+        raise InvalidParametersError(
+            f"'{field}' must be a string.", field=field, reason="not a string", session_id=session_id
+        )
+    return value
+
+
+def validate_session_id(body: dict[str, Any]) -> str:
+    raw = _required_string(body, "sessionId")
+    session_id = raw.strip().lower()
+    if not SESSION_ID_PATTERN.match(session_id):
+        raise InvalidSessionIdError(
+            f"'{raw}' is not a session id; ids look like 'faithful-shepherd-427'.",
+            field="sessionId",
+            reason="does not match adjective-noun-NNN",
+            session_id=session_id,
+        )
+    return session_id
+
+
+def validate_language_code(body: dict[str, Any], field: str, *, session_id: str | None = None) -> str:
+    value = _required_string(body, field, session_id=session_id)
+    if not LANGUAGE_PATTERN.match(value):
+        raise InvalidLanguageError(
+            f"'{field}' must be two lowercase letters (ISO 639-1), got '{value[:20]}'.",
+            field=field,
+            reason="not an ISO 639-1 code",
+            session_id=session_id,
+        )
+    return value
+
+
+def parse_create_session(body: dict[str, Any]) -> CreateSessionRequest:
+    source_language = validate_language_code(body, "sourceLanguage")
+    tier = body.get("qualityTier", QualityTier.STANDARD.value)
+    try:
+        quality_tier = QualityTier(tier)
+    except ValueError:
+        raise InvalidParametersError(
+            "'qualityTier' must be 'standard' or 'premium'.",
+            field="qualityTier",
+            reason="not one of standard, premium",
+        ) from None
+    return CreateSessionRequest(source_language, quality_tier)
+
+
+def parse_join_session(body: dict[str, Any]) -> JoinSessionRequest:
+    session_id = validate_session_id(body)
+    target_language = validate_language_code(body, "targetLanguage", session_id=session_id)
+    return JoinSessionRequest(session_id, target_language)
+
+
+def parse_refresh_connection(body: dict[str, Any]) -> RefreshConnectionRequest:
+    session_id = validate_session_id(body)
+    raw_role = body.get("role")
+    try:
+        role = Role(raw_role)
+    except ValueError:
+        raise InvalidParametersError(
+            "'role' must be 'speaker' or 'listener'.",
+            field="role",
+            reason="missing" if raw_role is None else "not one of speaker, listener",
+            session_id=session_id,
+        ) from None
+    target_language = None
+    if role is Role.LISTENER:
+        target_language = validate_language_code(body, "targetLanguage", session_id=session_id)
+    return RefreshConnectionRequest(session_id, role, target_language)

@@ -1,0 +1,103 @@
+"""Shared fixtures: moto-backed tables built from template.yaml itself, and a recording
+stand-in for the @connections API."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+def template_tables() -> dict[str, dict[str, Any]]:
+    template, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::DynamoDB::Table"
+    }
+
+
+def create_tables(client) -> dict[str, str]:
+    """Create every table of the template under its logical id; returns logical id -> name."""
+    names = {}
+    for logical_id, props in template_tables().items():
+        kwargs: dict[str, Any] = {
+            "TableName": logical_id,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props["BillingMode"],
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        client.create_table(**kwargs)
+        names[logical_id] = logical_id
+    return names
+
+
+class RecordingManagementApi:
+    """Stands in for boto3's apigatewaymanagementapi client: records posts and deletes, and
+    answers GoneException for connections marked gone."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.deleted: list[str] = []
+        self.gone: set[str] = set()
+
+    def _gone(self, operation: str) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": "GoneException", "Message": "gone"}, "ResponseMetadata": {"HTTPStatusCode": 410}},
+            operation,
+        )
+
+    def post_to_connection(self, ConnectionId: str, Data: bytes) -> dict:
+        if ConnectionId in self.gone:
+            raise self._gone("PostToConnection")
+        self.posts.append((ConnectionId, json.loads(Data)))
+        return {}
+
+    def delete_connection(self, ConnectionId: str) -> dict:
+        if ConnectionId in self.gone:
+            raise self._gone("DeleteConnection")
+        self.deleted.append(ConnectionId)
+        self.gone.add(ConnectionId)
+        return {}
+
+    def messages_to(self, connection_id: str) -> list[dict[str, Any]]:
+        return [body for target, body in self.posts if target == connection_id]
+
+    def types_to(self, connection_id: str) -> list[str]:
+        return [body["type"] for body in self.messages_to(connection_id)]
+
+
+@pytest.fixture
+def aws():
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamodb_client(aws):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_tables(client)
+    return client
+
+
+@pytest.fixture
+def management_api():
+    return RecordingManagementApi()
