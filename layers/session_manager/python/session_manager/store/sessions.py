@@ -6,14 +6,18 @@ counted without its connection item, nor the other way round.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
+from session_manager.errors import ServiceUnavailableError
 from session_manager.models import Session
 from session_manager.protocol import EndReason, Role
 from session_manager.store.dynamodb import ConditionFailed, DynamoDB, from_item, to_attribute_values
+
+_CONFLICT_RETRIES = 6
 
 
 class Outcome(str, Enum):
@@ -280,8 +284,21 @@ class SessionStore:
         }
 
     def _transact(self, *items: dict[str, Any]) -> None:
-        self.db.call(
-            "transact_write_items",
-            [self.sessions_table, self.connections_table],
-            TransactItems=list(items),
-        )
+        """TransactWriteItems, retried when it only lost a race with another transaction on the
+        same item (a join storm on one session). botocore does not retry TransactionConflict:
+        to the SDK it is a cancelled transaction like any other."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                self.db.call(
+                    "transact_write_items",
+                    [self.sessions_table, self.connections_table],
+                    TransactItems=list(items),
+                )
+                return
+            except ConditionFailed as failure:
+                conflicted = "TransactionConflict" in failure.reasons
+                if not conflicted or "ConditionalCheckFailed" in failure.reasons:
+                    raise
+                if attempt == _CONFLICT_RETRIES:
+                    raise ServiceUnavailableError() from None
+                time.sleep(random.uniform(0, 0.025 * 2**attempt))
