@@ -1,5 +1,6 @@
 """`python -m benchmarks`: print every benchmark's figures."""
 
-from benchmarks import request_costs
+from benchmarks import join_storm, request_costs
 
 request_costs.report()
+join_storm.report()

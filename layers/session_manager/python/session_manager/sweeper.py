@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
 from session_manager.config import Settings
 from session_manager.connections import ConnectionService
 from session_manager.errors import ServiceUnavailableError
 from session_manager.models import Session
+from session_manager.observability import metrics
 from session_manager.protocol import EndReason, Role
 from session_manager.sessions import SessionService, ended_message
 
@@ -58,6 +60,9 @@ class Sweeper:
         report = SweepReport()
         live = self._sweep_sessions(report)
         self._sweep_connections(report, live)
+        # The gauges behind the capacity alarm: one sample per sweep, i.e. per minute.
+        metrics.add_metric(name="ActiveSessions", unit=MetricUnit.Count, value=report.active_sessions)
+        metrics.add_metric(name="TotalListeners", unit=MetricUnit.Count, value=report.total_listeners)
         logger.info("sweep finished", extra={k: v for k, v in vars(report).items() if k != "errors"})
         return report
 
