@@ -1,0 +1,147 @@
+"""template.yaml is the one source of the deployed shape: these tests pin what must hold."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode
+
+from session_manager.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def template():
+    parsed, matches = decode(str(ROOT / "template.yaml"))
+    assert not matches, matches
+    return parsed
+
+
+def resources_of(template, resource_type):
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def test_every_setting_of_requirements_is_a_parameter_with_its_default(template):
+    defaults = Settings()
+    expected = {
+        "MaxListenersPerSession": defaults.max_listeners_per_session,
+        "SessionMaxDurationHours": defaults.session_max_duration_hours,
+        "ConnectionRefreshMinutes": defaults.connection_refresh_minutes,
+        "ConnectionWarningMinutes": defaults.connection_warning_minutes,
+        "HeartbeatIntervalSeconds": defaults.heartbeat_interval_seconds,
+        "HeartbeatTimeoutSeconds": defaults.heartbeat_timeout_seconds,
+        "RateLimitSessionsPerHour": defaults.rate_limit_sessions_per_hour,
+        "RateLimitListenerJoinsPerMin": defaults.rate_limit_listener_joins_per_min,
+        "RateLimitFailedJoinsPerMin": defaults.rate_limit_failed_joins_per_min,
+        "RateLimitConnectionAttemptsPerMin": defaults.rate_limit_connection_attempts_per_min,
+        "RateLimitHeartbeatsPerMin": defaults.rate_limit_heartbeats_per_min,
+        "SessionIdMaxAttempts": defaults.session_id_max_attempts,
+    }
+    parameters = template["Parameters"]
+    for name, default in expected.items():
+        assert float(parameters[name]["Default"]) == float(default), name
+    for name in ("LogLevel", "EnvironmentName", "ExistingUserPoolId", "ExistingUserPoolClientId"):
+        assert name in parameters
+
+
+def test_every_parameter_reaches_the_functions_under_the_variable_the_settings_read(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for variable, value in variables.items():
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in template["Parameters"]:
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", value["Ref"]).upper()
+            assert variable in (snake, "ENVIRONMENT_NAME", "LOG_LEVEL"), (variable, value)
+
+
+def test_tables_are_on_demand_with_ttl_and_the_listener_index(template):
+    tables = resources_of(template, "AWS::DynamoDB::Table")
+    assert set(tables) == {"SessionsTable", "ConnectionsTable", "RateLimitsTable"}
+    ttl = {name: t["Properties"]["TimeToLiveSpecification"] for name, t in tables.items()}
+    assert ttl == {
+        "SessionsTable": {"AttributeName": "expiresAt", "Enabled": True},
+        "ConnectionsTable": {"AttributeName": "ttl", "Enabled": True},
+        "RateLimitsTable": {"AttributeName": "expiresAt", "Enabled": True},
+    }
+    assert all(t["Properties"]["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
+    keys = {name: t["Properties"]["KeySchema"][0]["AttributeName"] for name, t in tables.items()}
+    assert keys == {"SessionsTable": "sessionId", "ConnectionsTable": "connectionId", "RateLimitsTable": "identifier"}
+    (index,) = tables["ConnectionsTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "sessionId-targetLanguage-index"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("sessionId", "HASH"),
+        ("targetLanguage", "RANGE"),
+    ]
+
+
+def test_websocket_api_routes_every_protocol_action(template):
+    (api,) = resources_of(template, "AWS::ApiGatewayV2::Api").values()
+    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+    route_keys = {r["Properties"]["RouteKey"] for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()}
+    assert route_keys == {
+        "$connect",
+        "$disconnect",
+        "$default",
+        "createSession",
+        "joinSession",
+        "heartbeat",
+        "refreshConnection",
+        "getSessionStatus",
+        "endSession",
+        "leaveSession",
+    }
+
+
+def test_only_connect_has_the_authorizer_and_it_lists_no_identity_source(template):
+    (authorizer,) = resources_of(template, "AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert "IdentitySource" not in authorizer["Properties"]
+    for route in resources_of(template, "AWS::ApiGatewayV2::Route").values():
+        props = route["Properties"]
+        assert ("AuthorizerId" in props) == (props["RouteKey"] == "$connect")
+
+
+def test_every_integrated_function_has_a_permission_scoped_by_source_arn(template):
+    permissions = resources_of(template, "AWS::Lambda::Permission")
+    permitted = {p["Properties"]["FunctionName"]["Ref"] for p in permissions.values()}
+    integrations = resources_of(template, "AWS::ApiGatewayV2::Integration")
+    for integration in integrations.values():
+        uri = integration["Properties"]["IntegrationUri"]["Fn::Sub"]
+        function = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+        assert function in permitted
+    for permission in permissions.values():
+        assert "SourceArn" in permission["Properties"]
+
+
+def test_manage_connections_is_scoped_to_this_api(template):
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                if statement["Action"] == "execute-api:ManageConnections":
+                    assert "${WebSocketApi}/${StageName}/" in statement["Resource"]["Fn::Sub"], name
+
+
+def test_stage_auto_deploys_so_route_changes_go_live(template):
+    (stage,) = resources_of(template, "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["AutoDeploy"] is True
+    assert not resources_of(template, "AWS::ApiGatewayV2::Deployment")
+
+
+def test_functions_are_python311_on_arm64_with_one_day_logs(template):
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.11"
+    assert globals_["Architectures"] == ["arm64"]
+    (log_group,) = resources_of(template, "AWS::Logs::LogGroup").values()
+    assert log_group["Properties"]["RetentionInDays"] == 1
+
+
+def test_sweeper_runs_every_minute(template):
+    sweeper = template["Resources"]["SweeperFunction"]["Properties"]
+    (event,) = sweeper["Events"].values()
+    assert event == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
+
+
+def test_the_template_never_sets_the_local_jwks_override(template):
+    assert "LOCAL_JWKS_URL" not in (ROOT / "template.yaml").read_text()
