@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -71,8 +72,9 @@ class Settings:
 
     @property
     def connection_ttl_seconds(self) -> int:
-        """Connection items outlive the session by an hour (requirement 6)."""
-        return self.session_duration_seconds + 3600
+        """Connection items outlive their session, and the connection itself, by an hour
+        (requirement 6): a short session must not make a live connection's item read as expired."""
+        return max(self.session_duration_seconds, round(self.connection_max_minutes * 60)) + 3600
 
     @property
     def issuer(self) -> str:
@@ -109,11 +111,11 @@ class Settings:
         if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds:
             raise ConfigurationError("HEARTBEAT_TIMEOUT_SECONDS must be above HEARTBEAT_INTERVAL_SECONDS")
         # An honest client heartbeats every interval +/- 5 s; the limit must leave it room.
-        honest_per_minute = 60 / max(self.heartbeat_interval_seconds - 5, 1) + 1
+        honest_per_minute = math.ceil(60 / max(self.heartbeat_interval_seconds - 5, 1) + 1)
         if self.rate_limit_heartbeats_per_min < honest_per_minute:
             raise ConfigurationError(
                 "RATE_LIMIT_HEARTBEATS_PER_MIN must let a client heartbeating every "
-                f"HEARTBEAT_INTERVAL_SECONDS +/- 5 s through (at least {honest_per_minute:.0f})"
+                f"HEARTBEAT_INTERVAL_SECONDS +/- 5 s through (at least {honest_per_minute})"
             )
 
 

@@ -14,10 +14,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from session_manager.caller import Caller
-from session_manager.errors import InternalError, SessionServiceError
+from session_manager.errors import InternalError, RateLimitExceededError, SessionServiceError
 from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, tracer
 from session_manager.protocol import error_message, parse_body
 from session_manager.services import Services, get_services
+from session_manager.store.messenger import ConnectionMessenger
 
 Replies = dict[str, Any] | list[dict[str, Any]] | None
 Route = Callable[[Services, Caller, dict[str, Any]], Replies]
@@ -37,10 +38,11 @@ def websocket_route(route: Route) -> LambdaHandler:
 
     @functools.wraps(route)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        services = get_services()
         caller = Caller.from_event(event)
         logger.append_keys(connection=fingerprint(caller.connection_id), userId=caller.user_id)
+        services = None
         try:
+            services = get_services()
             replies = route(services, caller, parse_body(event.get("body")))
         except SessionServiceError as error:
             report_error(error)
@@ -50,8 +52,9 @@ def websocket_route(route: Route) -> LambdaHandler:
             error = InternalError()
             report_error(error, logged=True)
             replies = error_message(error, caller.request_id)
+        messenger = services.messenger if services else ConnectionMessenger()
         for reply in replies if isinstance(replies, list) else [replies] if replies else []:
-            if not services.messenger.send(caller.connection_id, reply):
+            if not messenger.send(caller.connection_id, reply):
                 logger.info("reply not delivered: connection gone")
                 break
         return {"statusCode": 200}
@@ -100,6 +103,8 @@ def report_error(error: SessionServiceError, *, logged: bool = False) -> None:
         else:
             logger.warning("request refused", extra=fields)
     metrics.add_metric(name="ConnectionErrors", unit=MetricUnit.Count, value=1)
+    if isinstance(error, RateLimitExceededError):
+        metrics.add_metric(name="RateLimitExceeded", unit=MetricUnit.Count, value=1)
     with single_metric(name="ConnectionErrors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension(name="service", value=SERVICE)
         metric.add_dimension(name="ErrorCode", value=error.code)

@@ -15,7 +15,6 @@ from aws_lambda_powertools import Logger
 
 from session_manager.config import Settings
 from session_manager.errors import RateLimitExceededError, ServiceUnavailableError
-from session_manager.observability import metrics
 from session_manager.store.rate_limits import RateLimitRepository, WindowFull
 
 logger = Logger(child=True)
@@ -83,7 +82,6 @@ class RateLimiter:
             self.repository.consume(window.identifier, window.ends_at, counter, limits)
         except WindowFull:
             policy = window.identifier.split("#", 1)[0]
-            metrics.add_metric(name="RateLimitExceeded", unit="Count", value=1)
             logger.warning("rate limit exceeded", extra={"policy": policy})
             raise RateLimitExceededError(retry_after=window.retry_after(now_seconds), session_id=session_id) from None
         except ServiceUnavailableError:

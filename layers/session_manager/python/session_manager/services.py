@@ -42,7 +42,9 @@ class Services:
         messenger = ConnectionMessenger(management_client, concurrency=settings.broadcast_concurrency)
         sessions = SessionService(
             settings,
-            SessionStore(settings.sessions_table, settings.connections_table, dynamodb),
+            SessionStore(
+                settings.sessions_table, settings.connections_table, dynamodb, settings.connection_ttl_seconds
+            ),
             connection_repository,
             limiter,
             messenger,

@@ -228,11 +228,19 @@ class SessionService:
             )
         else:
             self._require_speakable(request.target_language, request.session_id)
-            # A refresh may briefly exceed capacity: the old connection's seat is released
-            # when it closes (requirement 11).
+            # Counted like a join, so refreshes cannot be used to guess ids or flood a session.
+            self.limiter.join_attempt(caller.source_ip, now_ms / 1000, request.session_id)
+            # A refresh may exceed capacity while the old connection still holds its seat
+            # (requirement 11), but never beyond one refresh per seat.
             outcome = self.store.add_listener(
-                request.session_id, caller.connection_id, request.target_language, now_ms, capacity=None
+                request.session_id,
+                caller.connection_id,
+                request.target_language,
+                now_ms,
+                capacity=2 * self.settings.max_listeners_per_session,
             )
+            if outcome is Outcome.SESSION_GONE:
+                self.limiter.join_failed(caller.source_ip, now_ms / 1000)
         self._raise_for(outcome, request.session_id)
         logger.info(
             "connection refreshed",
@@ -247,6 +255,8 @@ class SessionService:
             sessionId=request.session_id,
             role=request.role.value,
             targetLanguage=request.target_language,
+            # The speaker's refresh pushed the session's expiry; tell the speaker when it is.
+            expiresAt=now_ms // 1000 + self.settings.session_duration_seconds if request.role is Role.SPEAKER else None,
         )
 
     # ------------------------------------------------------------ ending
@@ -257,6 +267,10 @@ class SessionService:
         listeners = [connection_id for connection_id, _ in self.connections.listeners_of(session.session_id)]
         counts = self.messenger.broadcast(listeners, ended_message(session.session_id, reason))
         self.connections.delete_many(listeners)
+        if reason is EndReason.EXPIRED:
+            # The speaker's connection may still be open: tell it too, and free it.
+            self.messenger.send(session.speaker_connection_id, ended_message(session.session_id, reason))
+            self.connections.leave_session(session.speaker_connection_id, session.session_id)
         duration = ((session.ended_at or self._now_ms()) - session.created_at) // 1000
         logger.info(
             "session ended",

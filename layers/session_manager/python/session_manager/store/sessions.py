@@ -31,10 +31,13 @@ class Outcome(str, Enum):
 
 
 class SessionStore:
-    def __init__(self, sessions_table: str, connections_table: str, dynamodb: DynamoDB) -> None:
+    def __init__(
+        self, sessions_table: str, connections_table: str, dynamodb: DynamoDB, connection_ttl_seconds: int = 3 * 3600
+    ) -> None:
         self.sessions_table = sessions_table
         self.connections_table = connections_table
         self.db = dynamodb
+        self.connection_ttl_seconds = connection_ttl_seconds
 
     # ------------------------------------------------------------ reads
 
@@ -72,7 +75,9 @@ class SessionStore:
                         "ConditionExpression": "attribute_not_exists(sessionId)",
                     }
                 },
-                self._claim_connection(session.speaker_connection_id, session.session_id, Role.SPEAKER, None),
+                self._claim_connection(
+                    session.speaker_connection_id, session.session_id, Role.SPEAKER, None, session.created_at
+                ),
             )
         except ConditionFailed as failure:
             if failure.failed_at(0) and self.get(session.session_id) is not None:
@@ -104,7 +109,7 @@ class SessionStore:
                         ),
                     }
                 },
-                self._claim_connection(new_connection_id, session_id, Role.SPEAKER, None),
+                self._claim_connection(new_connection_id, session_id, Role.SPEAKER, None, now_ms),
             )
         except ConditionFailed:
             session = self.get_live(session_id, now_ms / 1000)
@@ -179,7 +184,7 @@ class SessionStore:
                         "ExpressionAttributeValues": to_attribute_values(values),
                     }
                 },
-                self._claim_connection(connection_id, session_id, Role.LISTENER, target_language),
+                self._claim_connection(connection_id, session_id, Role.LISTENER, target_language, now_ms),
             )
         except ConditionFailed as failure:
             if failure.reasons and not failure.failed_at(0):
@@ -244,11 +249,22 @@ class SessionStore:
     # ------------------------------------------------------------ pieces
 
     def _claim_connection(
-        self, connection_id: str, session_id: str, role: Role, target_language: str | None
+        self, connection_id: str, session_id: str, role: Role, target_language: str | None, now_ms: int
     ) -> dict[str, Any]:
-        names = {"#role": "role"}
-        values: dict[str, Any] = {":session": session_id, ":role": role.value}
-        expression = "SET sessionId = :session, #role = :role"
+        """Give the connection its role in the session, unless it already holds one. A missing
+        item is recreated (its session ended and the item went with it, or $connect's write was
+        lost), so that connection may join again."""
+        names = {"#role": "role", "#ttl": "ttl"}
+        values: dict[str, Any] = {
+            ":session": session_id,
+            ":role": role.value,
+            ":now": now_ms,
+            ":ttl": now_ms // 1000 + self.connection_ttl_seconds,
+        }
+        expression = (
+            "SET sessionId = :session, #role = :role, connectedAt = if_not_exists(connectedAt, :now), "
+            "lastSeenAt = if_not_exists(lastSeenAt, :now), #ttl = if_not_exists(#ttl, :ttl)"
+        )
         if target_language is not None:
             expression += ", targetLanguage = :language"
             values[":language"] = target_language
@@ -257,7 +273,7 @@ class SessionStore:
                 "TableName": self.connections_table,
                 "Key": to_attribute_values({"connectionId": connection_id}),
                 "UpdateExpression": expression,
-                "ConditionExpression": "attribute_exists(connectionId) AND attribute_not_exists(sessionId)",
+                "ConditionExpression": "attribute_not_exists(sessionId)",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": to_attribute_values(values),
             }
