@@ -1,0 +1,199 @@
+"""`python -m local_stack run | token | invoke`: the commands behind `make run`, `make token` and
+`make invoke`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from local_stack.errors import LocalStackError
+from local_stack.functions import InvocationError, LogSink
+from local_stack.local_pages import TOKEN_PATH
+from local_stack.stack import HOST, LocalStack, StackOptions
+
+PROGRAM = "local_stack"
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text.strip() else None
+
+
+def _optional_seconds(text: str) -> float | None:
+    return _seconds(text) if text.strip() else None
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the local stack in the foreground until Ctrl-C")
+    run.add_argument("--template", type=Path, default=Path("template.yaml"))
+    run.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    run.add_argument("--stage", default="", help="default: the template's stage")
+    run.add_argument("--env-vars", type=_optional_path, default=None, metavar="FILE")
+    run.add_argument("--idle-timeout-seconds", type=_seconds, default=600.0)
+    run.add_argument("--max-connection-seconds", type=_seconds, default=7200.0)
+    run.add_argument("--schedule-seconds", type=_optional_seconds, default=None)
+    run.add_argument("--ready-file", type=Path, default=None, help="JSON written once ready")
+
+    token = commands.add_parser("token", help="print a fresh speaker token of the running stack")
+    token.add_argument("--port", type=int, default=8080)
+    token.add_argument("--email", default="")
+
+    invoke = commands.add_parser("invoke", help="run one function once with an event (no Docker)")
+    invoke.add_argument("--template", type=Path, default=Path("template.yaml"))
+    invoke.add_argument("--function", required=True, metavar="LOGICAL_ID")
+    invoke.add_argument("--event", type=_optional_path, default=None, metavar="FILE")
+    invoke.add_argument("--env-vars", type=_optional_path, default=None, metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    # stdout is the command's result (a token, a return value, the ready lines); anything else
+    # printing in this process, moto included, goes to stderr.
+    console, sys.stdout = sys.stdout, sys.stderr
+    try:
+        if arguments.command == "run":
+            return _run(arguments, console)
+        if arguments.command == "token":
+            return _token(arguments, console)
+        return _invoke(arguments, console)
+    except LocalStackError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = console
+
+
+def _configure_logging(level: int) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr, format=f"{PROGRAM}: %(message)s")
+
+
+def _run(arguments: argparse.Namespace, console: TextIO) -> int:
+    _configure_logging(logging.INFO)
+    stack = LocalStack(
+        StackOptions(
+            template_path=arguments.template,
+            port=arguments.port,
+            stage=arguments.stage or None,
+            env_vars_path=arguments.env_vars,
+            idle_timeout_seconds=arguments.idle_timeout_seconds,
+            max_connection_seconds=arguments.max_connection_seconds,
+            schedule_seconds=arguments.schedule_seconds,
+        ),
+        LogSink(sys.stderr),
+    )
+    asyncio.run(_serve(stack, arguments.ready_file, console))
+    return 0
+
+
+async def _serve(stack: LocalStack, ready_file: Path | None, console: TextIO) -> None:
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop_requested.set)
+    ready = await stack.start()
+    _announce(ready, stack.schedule_descriptions(), console)
+    if ready_file is not None:
+        _write_atomically(ready_file, json.dumps(ready, indent=2))
+    await stop_requested.wait()
+    print(f"{PROGRAM}: stopping: closing connections (1001), running $disconnect", file=sys.stderr)
+    await stack.stop()
+
+
+def _announce(ready: dict[str, Any], schedules: list[str], console: TextIO) -> None:
+    lines = [
+        f"WebSocket API   {ready['websocketUrl']}",
+        f"Management API  {ready['managementEndpoint']}/@connections/{{connectionId}}",
+        f"Page            {ready['pageUrl']}",
+        f"Moto            {ready['motoEndpoint']} (tables: {', '.join(ready['tables'].values()) or 'none'})",
+        *(f"Schedule        {description}" for description in schedules),
+        (
+            f"Ready: websocket {ready['websocketUrl']} page {ready['pageUrl']} "
+            f"management {ready['managementEndpoint']} speaker token {ready['speakerToken']}"
+        ),
+    ]
+    print("\n".join(lines), file=console, flush=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _token(arguments: argparse.Namespace, console: TextIO) -> int:
+    query = f"?{urllib.parse.urlencode({'email': arguments.email})}" if arguments.email else ""
+    url = f"http://{HOST}:{arguments.port}{TOKEN_PATH}{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            token = response.read().decode()
+    except urllib.error.HTTPError as error:
+        raise LocalStackError(
+            f"the local stack on port {arguments.port} refused a token ({error.code})"
+        ) from None
+    except (urllib.error.URLError, OSError):
+        raise LocalStackError(
+            f"no local stack answers on port {arguments.port}; start one with `make run`"
+        ) from None
+    print(token, file=console)
+    return 0
+
+
+def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
+    _configure_logging(logging.WARNING)
+    event = _read_event(arguments.event)
+    stack = LocalStack(
+        StackOptions(
+            template_path=arguments.template, port=0, env_vars_path=arguments.env_vars, run_schedules=False
+        ),
+        LogSink(sys.stderr),
+    )
+    if arguments.function not in stack.template.functions:
+        raise LocalStackError(f"function {arguments.function} is not in template {arguments.template}")
+    return asyncio.run(_invoke_once(stack, arguments.function, event, console))
+
+
+def _read_event(path: Path | None) -> Any:
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LocalStackError(f"event file not found: {path}") from None
+    except (OSError, ValueError) as error:
+        raise LocalStackError(f"event file {path} is not JSON: {error}") from None
+
+
+async def _invoke_once(stack: LocalStack, function_id: str, event: Any, console: TextIO) -> int:
+    await stack.start()
+    try:
+        result = await stack.invoke(function_id, event)
+    except InvocationError as error:
+        payload = getattr(error, "payload", {})
+        error_summary = {key: payload[key] for key in ("errorType", "errorMessage") if key in payload}
+        print(json.dumps(error_summary), file=console)
+        return 1
+    finally:
+        await stack.stop()
+    print(json.dumps(result), file=console)
+    return 0

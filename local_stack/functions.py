@@ -1,0 +1,293 @@
+"""Functions run like Lambda: per function, a pool of worker processes (execution environments),
+each warm between invocations; a busy pool grows so a slow invocation never stalls another, and
+an invocation past the function's Timeout kills its worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO, Any
+
+from local_stack import worker as worker_protocol
+from local_stack.template import FunctionDefinition, function_arn
+
+logger = logging.getLogger(__name__)
+
+WORKER_SCRIPT = Path(worker_protocol.__file__).resolve()
+MAX_WORKERS_PER_FUNCTION = 10
+INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase, which does not count against Timeout
+SHUTDOWN_GRACE_SECONDS = 2.0
+
+
+class InvocationError(Exception):
+    """The invocation produced no result; API Gateway answers such failures with a 500."""
+
+
+class FunctionError(InvocationError):
+    """The handler raised; carries the runtime's error payload."""
+
+    def __init__(self, function_id: str, payload: Mapping[str, Any]) -> None:
+        self.error_type = str(payload.get("errorType", "Exception"))
+        self.error_message = str(payload.get("errorMessage", ""))
+        self.payload = dict(payload)
+        super().__init__(f"{function_id} raised {self.error_type}")
+
+
+class FunctionTimeoutError(InvocationError):
+    def __init__(self, function_id: str, timeout_seconds: float) -> None:
+        super().__init__(f"{function_id}: Task timed out after {timeout_seconds:.2f} seconds")
+        self.payload = {"errorType": "Sandbox.Timedout", "errorMessage": str(self)}
+
+
+class WorkerCrashError(InvocationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.payload = {"errorType": "Runtime.ExitError", "errorMessage": message}
+
+
+class LogSink:
+    """Where handler output goes: every line prefixed with the function's logical id."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write_line(self, function_id: str, line: str) -> None:
+        stream = self._stream or sys.stderr
+        with self._lock:
+            stream.write(f"[{function_id}] {line.rstrip()}\n")
+            stream.flush()
+
+    def forward(self, function_id: str, pipe: IO[bytes]) -> threading.Thread:
+        def pump() -> None:
+            with pipe:
+                for raw_line in iter(pipe.readline, b""):
+                    self.write_line(function_id, raw_line.decode("utf-8", errors="replace"))
+
+        thread = threading.Thread(target=pump, name=f"logs-{function_id}", daemon=True)
+        thread.start()
+        return thread
+
+
+class Worker:
+    """One execution environment: a process running local_stack/worker.py."""
+
+    def __init__(self, function: FunctionDefinition, environment: Mapping[str, str], log_sink: LogSink):
+        self.function = function
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
+        command = [
+            sys.executable,
+            "-P",  # keep the local stack's own directory off the function's sys.path
+            str(WORKER_SCRIPT),
+            "--handler", function.handler,
+            "--function-name", function.logical_id,
+            "--function-arn", function_arn(function.logical_id),
+            "--memory-mb", str(function.memory_mb),
+            "--request-fd", str(request_read),
+            "--response-fd", str(response_write),
+        ]  # fmt: skip
+        for directory in (function.code_dir, *function.layer_dirs):
+            command += ["--path", str(directory)]
+        try:
+            self._process = subprocess.Popen(
+                command,
+                env=dict(environment),
+                cwd=function.code_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(request_read, response_write),
+                start_new_session=True,
+            )
+        finally:
+            os.close(request_read)
+            os.close(response_write)
+        self._requests = Connection(request_write, readable=False)
+        self._responses = Connection(response_read, writable=False)
+        assert self._process.stdout is not None and self._process.stderr is not None
+        self._log_threads = [
+            log_sink.forward(function.logical_id, self._process.stdout),
+            log_sink.forward(function.logical_id, self._process.stderr),
+        ]
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def wait_until_ready(self) -> None:
+        """The init phase: importing the handler module, with Lambda's 10-second limit."""
+        response = self._receive(INIT_TIMEOUT_SECONDS, what="init")
+        if response.get("status") != worker_protocol.READY:
+            self.kill()
+            raise FunctionError(
+                self.function.logical_id, {**response, "errorType": "Runtime.ImportModuleError"}
+            )
+
+    def invoke(self, event: Any, request_id: str) -> Any:
+        timeout = self.function.timeout_seconds
+        request = {"event": event, "requestId": request_id, "deadlineMs": int((time.time() + timeout) * 1000)}
+        try:
+            self._requests.send_bytes(json.dumps(request).encode())
+        except OSError as error:
+            self.kill()
+            raise WorkerCrashError(f"{self.function.logical_id}: worker is gone ({error})") from error
+        response = self._receive(timeout, what="invoke")
+        if response.get("status") == worker_protocol.RESULT:
+            return response.get("result")
+        raise FunctionError(self.function.logical_id, response)
+
+    def _receive(self, timeout: float, *, what: str) -> dict[str, Any]:
+        try:
+            if not self._responses.poll(timeout):
+                self.kill()
+                if what == "init":
+                    raise WorkerCrashError(f"{self.function.logical_id}: init did not finish in {timeout} s")
+                raise FunctionTimeoutError(self.function.logical_id, timeout)
+            return json.loads(self._responses.recv_bytes())
+        except (EOFError, OSError) as error:
+            self.kill()
+            raise WorkerCrashError(f"{self.function.logical_id}: worker exited during {what}") from error
+
+    def is_alive(self) -> bool:
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._reap()
+
+    def stop(self) -> None:
+        """Closing the request pipe lets the worker leave its loop and exit on its own."""
+        self._requests.close()
+        try:
+            self._process.wait(SHUTDOWN_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            logger.warning("worker %s of %s did not exit", self.pid, self.function.logical_id)
+        for connection in (self._requests, self._responses):
+            if not connection.closed:
+                connection.close()
+        for thread in self._log_threads:
+            thread.join(timeout=1)
+
+
+class FunctionPool:
+    """The execution environments of one function. Thread-safe; `invoke` blocks."""
+
+    def __init__(
+        self,
+        function: FunctionDefinition,
+        environment: Mapping[str, str],
+        log_sink: LogSink,
+        max_workers: int = MAX_WORKERS_PER_FUNCTION,
+    ) -> None:
+        self.function = function
+        self.environment = dict(environment)
+        self._log_sink = log_sink
+        self._max_workers = max_workers
+        self._idle: list[Worker] = []
+        self._all: set[Worker] = set()
+        self._starting = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def worker_pids(self) -> list[int]:
+        with self._changed:
+            return [worker.pid for worker in self._all]
+
+    def invoke(self, event: Any, request_id: str | None = None) -> Any:
+        worker = self._acquire()
+        try:
+            return worker.invoke(event, request_id or str(uuid.uuid4()))
+        finally:
+            self._release(worker)
+
+    def _acquire(self) -> Worker:
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._all) + self._starting < self._max_workers:
+                    self._starting += 1
+                    break
+                self._changed.wait()
+        try:
+            worker = Worker(self.function, self.environment, self._log_sink)
+        except BaseException:
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            self._starting -= 1
+            self._all.add(worker)
+        try:
+            worker.wait_until_ready()
+        except BaseException:
+            self._release(worker)
+            raise
+        return worker
+
+    def _release(self, worker: Worker) -> None:
+        with self._changed:
+            if worker.is_alive() and not self._closed:
+                self._idle.append(worker)
+            else:
+                self._all.discard(worker)
+                if worker.is_alive():
+                    threading.Thread(target=worker.stop, daemon=True).start()
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            workers = list(self._all)
+            self._idle.clear()
+            self._changed.notify_all()
+        for worker in workers:
+            worker.stop()
+
+
+class Functions:
+    """Every function of the template, invocable from asyncio without blocking the event loop."""
+
+    def __init__(self, pools: Mapping[str, FunctionPool]) -> None:
+        self.pools = dict(pools)
+        # One thread per in-flight invocation: the default executor's handful would queue them.
+        self._executor = ThreadPoolExecutor(max_workers=len(self.pools) * MAX_WORKERS_PER_FUNCTION + 8)
+
+    async def invoke(self, function_id: str, event: Any, request_id: str | None = None) -> Any:
+        pool = self.pools[function_id]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, pool.invoke, event, request_id)
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pool in self.pools.values() for pid in pool.worker_pids()]
+
+    def close(self) -> None:
+        closers = [threading.Thread(target=pool.close) for pool in self.pools.values()]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
+        self._executor.shutdown(wait=False, cancel_futures=True)
