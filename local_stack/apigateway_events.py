@@ -169,9 +169,7 @@ def message_event(
     return {"requestContext": context, "body": body, "isBase64Encoded": False}
 
 
-def disconnect_event(
-    api: ApiContext, connection: ConnectionInfo, *, status_code: int, reason: str
-) -> dict[str, Any]:
+def disconnect_event(api: ApiContext, connection: ConnectionInfo, *, status_code: int, reason: str) -> dict[str, Any]:
     context = _request_context(
         api,
         connection,

@@ -148,13 +148,9 @@ def _token(arguments: argparse.Namespace, console: TextIO) -> int:
         with urllib.request.urlopen(url, timeout=30) as response:
             token = response.read().decode()
     except urllib.error.HTTPError as error:
-        raise LocalStackError(
-            f"the local stack on port {arguments.port} refused a token ({error.code})"
-        ) from None
+        raise LocalStackError(f"the local stack on port {arguments.port} refused a token ({error.code})") from None
     except (urllib.error.URLError, OSError):
-        raise LocalStackError(
-            f"no local stack answers on port {arguments.port}; start one with `make run`"
-        ) from None
+        raise LocalStackError(f"no local stack answers on port {arguments.port}; start one with `make run`") from None
     print(token, file=console)
     return 0
 
@@ -163,9 +159,7 @@ def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
     _configure_logging(logging.WARNING)
     event = _read_event(arguments.event)
     stack = LocalStack(
-        StackOptions(
-            template_path=arguments.template, port=0, env_vars_path=arguments.env_vars, run_schedules=False
-        ),
+        StackOptions(template_path=arguments.template, port=0, env_vars_path=arguments.env_vars, run_schedules=False),
         LogSink(sys.stderr),
     )
     if arguments.function not in stack.template.functions:

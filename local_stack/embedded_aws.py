@@ -64,9 +64,7 @@ class EmbeddedAws:
         definition = template.user_pool
         pool_properties = definition.pool_properties
         cognito = self.client("cognito-idp")
-        pool_arguments: dict[str, Any] = {
-            "PoolName": str(pool_properties.get("UserPoolName") or "local-speakers")
-        }
+        pool_arguments: dict[str, Any] = {"PoolName": str(pool_properties.get("UserPoolName") or "local-speakers")}
         if pool_properties.get("UsernameAttributes"):
             pool_arguments["UsernameAttributes"] = list(pool_properties["UsernameAttributes"])
         self.user_pool_id = cognito.create_user_pool(**pool_arguments)["UserPool"]["Id"]

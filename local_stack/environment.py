@@ -56,18 +56,14 @@ def load_env_vars(path: Path | None) -> EnvVars:
         raise EnvVarsError(f"ENV_VARS file {path} must map Parameters or function ids to objects")
     return EnvVars(
         parameters=_stringify(document.get(PARAMETERS_KEY, {})),
-        per_function={
-            name: _stringify(variables) for name, variables in document.items() if name != PARAMETERS_KEY
-        },
+        per_function={name: _stringify(variables) for name, variables in document.items() if name != PARAMETERS_KEY},
     )
 
 
 def check_env_vars_against(env_vars: EnvVars, template: StackTemplate, source: Path | None) -> None:
     for function_id in env_vars.per_function:
         if function_id not in template.functions:
-            raise EnvVarsError(
-                f"ENV_VARS file {source} names function {function_id}, which the template lacks"
-            )
+            raise EnvVarsError(f"ENV_VARS file {source} names function {function_id}, which the template lacks")
 
 
 def function_environment(

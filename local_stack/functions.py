@@ -131,9 +131,7 @@ class Worker:
         response = self._receive(INIT_TIMEOUT_SECONDS, what="init")
         if response.get("status") != worker_protocol.READY:
             self.kill()
-            raise FunctionError(
-                self.function.logical_id, {**response, "errorType": "Runtime.ImportModuleError"}
-            )
+            raise FunctionError(self.function.logical_id, {**response, "errorType": "Runtime.ImportModuleError"})
 
     def invoke(self, event: Any, request_id: str) -> Any:
         timeout = self.function.timeout_seconds

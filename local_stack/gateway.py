@@ -200,9 +200,7 @@ def _connect_status(result: Any) -> int:
 
 
 class WebSocketGateway:
-    def __init__(
-        self, api: WebSocketApi, context: ApiContext, functions: Functions, limits: GatewayLimits
-    ) -> None:
+    def __init__(self, api: WebSocketApi, context: ApiContext, functions: Functions, limits: GatewayLimits) -> None:
         self.api = api
         self.context = context
         self.functions = functions
@@ -216,9 +214,7 @@ class WebSocketGateway:
         return connection if connection is not None and connection.is_open else None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        socket = web.WebSocketResponse(
-            max_msg_size=MAX_MESSAGE_BYTES, autoping=False, timeout=CLOSE_HANDSHAKE_SECONDS
-        )
+        socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=False, timeout=CLOSE_HANDSHAKE_SECONDS)
         if not socket.can_prepare(request).ok:
             return web.json_response({"message": "Upgrade Required"}, status=426)
         peer = request.remote or ""
@@ -273,9 +269,7 @@ class WebSocketGateway:
         if route.authorizer is not None:
             info.authorizer = await self._authorize(route.authorizer, info, headers, query)
         try:
-            result = await self.functions.invoke(
-                route.function_id, connect_event(self.context, info, headers, query)
-            )
+            result = await self.functions.invoke(route.function_id, connect_event(self.context, info, headers, query))
         except InvocationError:
             raise _gateway_error(500, "Internal server error") from None
         status = _connect_status(result)
@@ -321,11 +315,7 @@ class WebSocketGateway:
                 continue
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 connection.last_active_ms = now_ms()
-                body = (
-                    message.data
-                    if message.type == WSMsgType.TEXT
-                    else message.data.decode("utf-8", "replace")
-                )
+                body = message.data if message.type == WSMsgType.TEXT else message.data.decode("utf-8", "replace")
                 self._spawn(self._handle_message(connection, body, binary=message.type == WSMsgType.BINARY))
             elif message.type == WSMsgType.PING:
                 await socket.pong(message.data)

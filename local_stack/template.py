@@ -181,9 +181,7 @@ def _discover(
 ) -> StackTemplate:
     resources: Mapping[str, Any] = raw["Resources"]
     active = {
-        logical_id: resource
-        for logical_id, resource in resources.items()
-        if resolver.resource_is_active(logical_id)
+        logical_id: resource for logical_id, resource in resources.items() if resolver.resource_is_active(logical_id)
     }
     base_dir = path.parent
     globals_function = (raw.get("Globals") or {}).get("Function") or {}

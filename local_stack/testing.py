@@ -57,9 +57,7 @@ def running_stack(
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
         }
         with open(log_file, "wb") as log:
-            process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
-            )
+            process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
         try:
             ready = _wait_until_ready(process, ready_file, log_file)
             yield {**ready, "logFile": str(log_file), "pid": process.pid}

@@ -25,9 +25,7 @@ ERROR = "error"
 class LambdaContext:
     """The attributes of the Python runtime's context object that handlers and Powertools read."""
 
-    def __init__(
-        self, *, function_name: str, function_arn: str, memory_mb: str, request_id: str, deadline_ms: int
-    ):
+    def __init__(self, *, function_name: str, function_arn: str, memory_mb: str, request_id: str, deadline_ms: int):
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = function_arn

@@ -70,9 +70,7 @@ def test_unparsable_template_is_one_line_error(tmp_path):
 
 def test_missing_env_vars_file_is_one_line_error(tmp_path):
     missing = tmp_path / "env.json"
-    assert_one_line_error(
-        run_with("--template", str(FIXTURE_TEMPLATE), "--env-vars", str(missing)), str(missing)
-    )
+    assert_one_line_error(run_with("--template", str(FIXTURE_TEMPLATE), "--env-vars", str(missing)), str(missing))
 
 
 def test_env_vars_file_that_is_not_json_is_one_line_error(tmp_path):
@@ -86,9 +84,7 @@ def test_env_vars_file_that_is_not_json_is_one_line_error(tmp_path):
 def test_env_vars_naming_an_unknown_function_is_one_line_error(tmp_path):
     env_vars = tmp_path / "env.json"
     env_vars.write_text(json.dumps({"Parameters": {}, "NoSuchFunction": {"A": "b"}}))
-    assert_one_line_error(
-        run_with("--template", str(FIXTURE_TEMPLATE), "--env-vars", str(env_vars)), "NoSuchFunction"
-    )
+    assert_one_line_error(run_with("--template", str(FIXTURE_TEMPLATE), "--env-vars", str(env_vars)), "NoSuchFunction")
 
 
 def test_port_in_use_is_one_line_error():

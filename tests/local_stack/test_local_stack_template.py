@@ -57,9 +57,7 @@ def test_real_template_tables_keep_their_schema(real):
 def test_real_template_environment_resolves_globals(real):
     environment = real.resolver.resolve(dict(real.functions["HeartbeatFunction"].environment_template))
     assert environment["SESSIONS_TABLE"] == "SessionsTable"
-    assert (
-        environment["MANAGEMENT_API_ENDPOINT"] == "https://abcdefghij.execute-api.us-east-1.amazonaws.com/dev"
-    )
+    assert environment["MANAGEMENT_API_ENDPOINT"] == "https://abcdefghij.execute-api.us-east-1.amazonaws.com/dev"
     assert environment["USER_POOL_ID"] == "SpeakerUserPool"  # the moto pool id once it exists
     assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "LiveTranslation/dev"
 
