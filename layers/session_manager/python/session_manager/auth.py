@@ -126,6 +126,8 @@ class TokenVerifier:
                 key = self._find_key(kid, refresh=True)
         except jwt.PyJWKClientConnectionError:
             raise KeysUnavailable() from None
+        except (jwt.PyJWKSetError, jwt.InvalidKeyError):
+            raise KeysUnavailable() from None  # a key set with no usable key
         except jwt.PyJWKClientError:
             raise TokenRejected("Invalid token") from None
         if key is None:

@@ -40,18 +40,16 @@ def websocket_route(route: Route) -> LambdaHandler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         caller = Caller.from_event(event)
         logger.append_keys(connection=fingerprint(caller.connection_id), userId=caller.user_id)
-        services = None
+        services, body = None, {}
         try:
             services = get_services()
-            replies = route(services, caller, parse_body(event.get("body")))
+            body = parse_body(event.get("body"))
+            replies = route(services, caller, body)
         except SessionServiceError as error:
-            report_error(error)
-            replies = error_message(error, caller.request_id)
+            replies = _error_reply(error, caller, body)
         except Exception:
             logger.exception("unexpected error")
-            error = InternalError()
-            report_error(error, logged=True)
-            replies = error_message(error, caller.request_id)
+            replies = _error_reply(InternalError(), caller, body, logged=True)
         messenger = services.messenger if services else ConnectionMessenger()
         for reply in replies if isinstance(replies, list) else [replies] if replies else []:
             if not messenger.send(caller.connection_id, reply):
@@ -90,6 +88,17 @@ def scheduled(job: Callable[[Services], Any]) -> LambdaHandler:
         return outcome if isinstance(outcome, dict) else {"ok": True}
 
     return _observed(handler)
+
+
+def _error_reply(
+    error: SessionServiceError, caller: Caller, body: dict[str, Any], *, logged: bool = False
+) -> dict[str, Any]:
+    if error.session_id is None and isinstance(body.get("sessionId"), str):
+        # Every error about a request that named a session carries it (protocol.md), including
+        # errors raised far from the request, such as SERVICE_UNAVAILABLE.
+        error.session_id = body["sessionId"].strip().lower()
+    report_error(error, logged=logged)
+    return error_message(error, caller.request_id)
 
 
 def report_error(error: SessionServiceError, *, logged: bool = False) -> None:

@@ -29,6 +29,9 @@ logger = Logger(child=True)
 # The index behind listener counts is eventually consistent: leave a session alone until its
 # last join or leave is this old.
 COUNT_SETTLE_MS = 60_000
+# How long the process that ended a session has to tell its listeners before the sweeper treats
+# the ones left as orphans.
+BROADCAST_GRACE_MS = 60_000
 
 
 @dataclass
@@ -110,16 +113,23 @@ class Sweeper:
                         self.connections.disconnect(connection.connection_id)
                         report.cleaned_gone += 1
                 elif connection.role is Role.LISTENER and connection.session_id and connection.session_id not in live:
-                    self._tell_orphan(connection.connection_id, connection.session_id)
-                    report.orphans_told += 1
+                    report.orphans_told += self._tell_orphan(connection.connection_id, connection.session_id)
             except ServiceUnavailableError as error:
                 report.errors.append(type(error).__name__)
 
-    def _tell_orphan(self, connection_id: str, session_id: str) -> None:
-        """A listener of a session that has ended or vanished and was never told."""
+    def _tell_orphan(self, connection_id: str, session_id: str) -> bool:
+        """A listener of a session that ended or vanished and was never told. A session that
+        ended moments ago is left to the process that ended it, which is telling its listeners
+        now; the item is deleted before the message is sent, so two sweeps tell it once."""
         session = self.sessions.store.get(session_id)
-        if session is not None and session.is_live(self.clock()):
-            return  # became live since the scan (not expected, but never end a live seat)
+        now_ms = int(self.clock() * 1000)
+        if session is not None and session.is_live(now_ms / 1000):
+            return False  # became live since the scan: never end a live seat
+        if session is not None and session.ended_at and session.ended_at > now_ms - BROADCAST_GRACE_MS:
+            return False
+        removed = self.sessions.connections.delete(connection_id)
+        if removed is None or removed.session_id != session_id:
+            return False
         reason = (session.end_reason if session else None) or EndReason.EXPIRED
         self.sessions.messenger.send(connection_id, ended_message(session_id, reason))
-        self.sessions.connections.delete(connection_id)
+        return True

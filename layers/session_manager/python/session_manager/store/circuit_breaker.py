@@ -62,6 +62,11 @@ class CircuitBreaker:
                 return True
             return False
 
+    def release(self) -> None:
+        """Give back a trial that was granted but not used (another breaker refused the call)."""
+        with self._lock:
+            self._trial_running = False
+
     def record_success(self) -> None:
         with self._lock:
             if self._opened_at is not None:

@@ -67,10 +67,19 @@ class DynamoDB:
                 self._breakers[table] = CircuitBreaker(f"dynamodb:{table}")
             return self._breakers[table]
 
+    def _admit(self, tables: Iterable[str]) -> list[CircuitBreaker]:
+        """The breakers of every table the call touches, if all of them let it through."""
+        admitted: list[CircuitBreaker] = []
+        for breaker in (self.breaker(table) for table in tables):
+            if not breaker.allow():
+                for granted in admitted:
+                    granted.release()
+                raise ServiceUnavailableError()
+            admitted.append(breaker)
+        return admitted
+
     def call(self, operation: str, tables: Iterable[str], **kwargs: Any) -> dict[str, Any]:
-        breakers = [self.breaker(table) for table in tables]
-        if not all(breaker.allow() for breaker in breakers):
-            raise ServiceUnavailableError()
+        breakers = self._admit(tables)
         try:
             response = getattr(self.client, operation)(**kwargs)
         except ClientError as error:
@@ -80,6 +89,8 @@ class DynamoDB:
                     breaker.record_success()
                 raise ConditionFailed(_cancellation_reasons(error), from_item(error.response.get("Item"))) from None
             if code in _CALLER_ERRORS:
+                for breaker in breakers:
+                    breaker.record_success()  # DynamoDB answered: the fault is ours, not an outage
                 raise
             for breaker in breakers:
                 breaker.record_failure()
