@@ -31,17 +31,8 @@ class ConnectionMessenger:
 
     def send(self, connection_id: str, message: dict[str, Any]) -> bool:
         """Post one message; False when the connection is gone (410), which is not an error."""
-        try:
-            self.client.post_to_connection(
-                ConnectionId=connection_id, Data=json.dumps(message, separators=(",", ":")).encode()
-            )
-        except ClientError as error:
-            if _is_gone(error):
-                return False
-            raise ServiceUnavailableError() from error
-        except BotoCoreError as error:
-            raise ServiceUnavailableError() from error
-        return True
+        data = json.dumps(message, separators=(",", ":")).encode()
+        return self._reach(self.client.post_to_connection, ConnectionId=connection_id, Data=data)
 
     def broadcast(self, connection_ids: Iterable[str], message: dict[str, Any]) -> dict[str, int]:
         """Post to many connections in parallel (bounded); counts of delivered, gone, failed."""
@@ -65,8 +56,14 @@ class ConnectionMessenger:
 
     def close(self, connection_id: str) -> bool:
         """DeleteConnection; False when it was already gone."""
+        return self._reach(self.client.delete_connection, ConnectionId=connection_id)
+
+    @staticmethod
+    def _reach(operation, **kwargs: Any) -> bool:
+        """Call the @connections API: True if it answered, False for 410 Gone, and
+        ServiceUnavailableError for anything else (throttling is retried by botocore first)."""
         try:
-            self.client.delete_connection(ConnectionId=connection_id)
+            operation(**kwargs)
         except ClientError as error:
             if _is_gone(error):
                 return False
