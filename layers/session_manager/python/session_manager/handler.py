@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from session_manager.caller import Caller
 from session_manager.errors import InternalError, RateLimitExceededError, SessionServiceError
 from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, tracer
-from session_manager.protocol import error_message, parse_body
+from session_manager.protocol import error_message, normalize_session_id, parse_body
 from session_manager.services import Services, get_services
 from session_manager.store.messenger import ConnectionMessenger
 
@@ -50,14 +50,22 @@ def websocket_route(route: Route) -> LambdaHandler:
         except Exception:
             logger.exception("unexpected error")
             replies = _error_reply(InternalError(), caller, body, logged=True)
-        messenger = services.messenger if services else ConnectionMessenger()
-        for reply in replies if isinstance(replies, list) else [replies] if replies else []:
-            if not messenger.send(caller.connection_id, reply):
-                logger.info("reply not delivered: connection gone")
-                break
+        _deliver(services.messenger if services else ConnectionMessenger(), caller, replies)
         return {"statusCode": 200}
 
     return _observed(handler)
+
+
+def _deliver(messenger: ConnectionMessenger, caller: Caller, replies: Replies) -> None:
+    try:
+        for reply in replies if isinstance(replies, list) else [replies] if replies else []:
+            if not messenger.send(caller.connection_id, reply):
+                logger.info("reply not delivered: connection gone")
+                return
+    except SessionServiceError:
+        # The outcome stands (it is stored); only telling the client failed. It will see the
+        # state on its next request, and API Gateway would drop an error reply the same way.
+        logger.exception("reply not delivered")
 
 
 def lifecycle_route(route: Callable[[Services, Caller], None]) -> LambdaHandler:
@@ -96,7 +104,7 @@ def _error_reply(
     if error.session_id is None and isinstance(body.get("sessionId"), str):
         # Every error about a request that named a session carries it (protocol.md), including
         # errors raised far from the request, such as SERVICE_UNAVAILABLE.
-        error.session_id = body["sessionId"].strip().lower()
+        error.session_id = normalize_session_id(body["sessionId"])
     report_error(error, logged=logged)
     return error_message(error, caller.request_id)
 

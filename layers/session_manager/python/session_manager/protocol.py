@@ -138,12 +138,24 @@ def _required_string(body: dict[str, Any], field: str, *, session_id: str | None
     return value
 
 
+# The longest id the word lists can make is far shorter; echoing more would let a client make
+# the error reply itself exceed API Gateway's 128 KB.
+MAX_ECHOED_SESSION_ID = 64
+
+
+def normalize_session_id(raw: str) -> str:
+    """Trimmed and lower-cased (phones capitalise what people type), and cut to a length that
+    is safe to echo back in an error."""
+    return raw.strip().lower()[:MAX_ECHOED_SESSION_ID]
+
+
 def validate_session_id(body: dict[str, Any]) -> str:
     raw = _required_string(body, "sessionId")
-    session_id = raw.strip().lower()
-    if not SESSION_ID_PATTERN.match(session_id):
+    session_id = normalize_session_id(raw)
+    if len(raw.strip()) > MAX_ECHOED_SESSION_ID or not SESSION_ID_PATTERN.match(session_id):
+        shown = raw.strip()[:MAX_ECHOED_SESSION_ID]
         raise InvalidSessionIdError(
-            f"'{raw}' is not a session id; ids look like 'faithful-shepherd-427'.",
+            f"'{shown}' is not a session id; ids look like 'faithful-shepherd-427'.",
             field="sessionId",
             reason="does not match adjective-noun-NNN",
             session_id=session_id,

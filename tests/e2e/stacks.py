@@ -1,0 +1,61 @@
+"""The local stacks the end-to-end tests run against, started from template.yaml itself."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from .client import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+# The shared stack runs the template's defaults but for capacity: 20 seats fill in a second, 500
+# would not. Nothing else on it depends on the capacity.
+CAPACITY = 20
+SHARED_PARAMETERS = {"MAX_LISTENERS_PER_SESSION": str(CAPACITY)}
+
+# Every duration of the small stack, in seconds: refresh due at 1.2, warning at 1.8, the
+# "120-minute" close at 6; silent for 4 s is closed; a session lives 14.4 s.
+SMALL_PARAMETERS = {
+    "CONNECTION_REFRESH_MINUTES": "0.02",
+    "CONNECTION_WARNING_MINUTES": "0.03",
+    "CONNECTION_MAX_MINUTES": "0.1",
+    "HEARTBEAT_INTERVAL_SECONDS": "1",
+    "HEARTBEAT_TIMEOUT_SECONDS": "4",
+    "RATE_LIMIT_HEARTBEATS_PER_MIN": "100",
+    "SESSION_MAX_DURATION_HOURS": "0.004",
+}
+SMALL_KEEPALIVE_SECONDS = 1.0
+
+
+@contextmanager
+def started_stack(
+    parameters: dict[str, str] | None = None, *, keepalive: float | None = None, **options: Any
+) -> Iterator[Stack]:
+    from local_stack.testing import running_stack
+
+    env_vars = {"Parameters": parameters} if parameters else None
+    with running_stack(template=str(TEMPLATE), env_vars=env_vars, **options) as info:
+        yield Stack(info, keepalive=keepalive)
+
+
+async def warm_up(stack: Stack) -> None:
+    """One round of every action, so that each function has a warm execution environment before
+    tests that count seconds (a cold start costs a second or more on a small machine). Best
+    effort: while cold, the stack may be slow enough for the sweeper to close a connection."""
+    with contextlib.suppress(AssertionError, ConnectionClosed):
+        speaker = await stack.connect(stack.new_speaker_token())
+        listener = await stack.connect()
+        created = await speaker.request("createSession", sourceLanguage="en")
+        await listener.request("joinSession", sessionId=created["sessionId"], targetLanguage="es")
+        await speaker.request("getSessionStatus")
+        await listener.request("leaveSession")
+        await speaker.request("endSession")
+        await speaker.close()
+        await listener.close()

@@ -1,0 +1,145 @@
+"""Time-driven rules, on the small stack where minutes are seconds: refresh and close warnings on
+heartbeat replies, the sweeper closing silent connections, and expired sessions ending."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from .client import Stack, assert_error, assert_message, status_when
+
+pytestmark = pytest.mark.e2e
+
+# See SMALL_PARAMETERS in stacks.py.
+REFRESH_AGE_SECONDS = 0.02 * 60
+WARNING_AGE_SECONDS = 0.03 * 60
+HEARTBEAT_TIMEOUT_SECONDS = 4
+SWEEP_SECONDS = 1
+
+
+async def heartbeat_replies(client, count: int) -> list[dict]:
+    """Send a heartbeat and collect the next `count` messages."""
+    await client.send("heartbeat")
+    return [await client.receive() for _ in range(count)]
+
+
+YOUNG = ["heartbeatAck"]
+DUE_FOR_REFRESH = ["heartbeatAck", "connectionRefreshRequired"]
+DUE_FOR_WARNING = ["heartbeatAck", "connectionRefreshRequired", "connectionWarning"]
+
+
+def expected_replies(youngest: float, oldest: float) -> list[list[str]]:
+    """What a heartbeat may get back when the server saw the connection between these ages."""
+    phases = [(0.0, YOUNG), (REFRESH_AGE_SECONDS, DUE_FOR_REFRESH), (WARNING_AGE_SECONDS, DUE_FOR_WARNING)]
+    ends = [start for start, _ in phases[1:]] + [float("inf")]
+    return [types for (start, types), end in zip(phases, ends, strict=True) if youngest < end and oldest >= start]
+
+
+async def test_heartbeat_replies_gain_refresh_then_warning_as_a_listener_ages(small_stack: Stack):
+    # GIVEN a listener that heartbeats on its own, from its first second on
+    _, created = await small_stack.speaker_with_session()
+    session_id = created["sessionId"]
+    opening = time.monotonic()
+    listener = await small_stack.connect(keepalive=False)
+    opened = time.monotonic()
+    assert (await listener.request("joinSession", sessionId=session_id, targetLanguage="fr"))["type"] == (
+        "sessionJoined"
+    )
+    # WHEN it heartbeats until it is past the warning age
+    seen = []
+    while time.monotonic() - opening < WARNING_AGE_SECONDS + 0.8:
+        sent = time.monotonic()
+        await listener.send("heartbeat")
+        replies = await listener.drain(quiet=0.3)
+        answered = time.monotonic() - 0.3
+        # THEN each reply is what the connection's age (known within these bounds) calls for
+        types = [reply["type"] for reply in replies]
+        assert types in expected_replies(sent - opened, answered - opening), (sent - opened, replies)
+        for reply, expected in zip(replies, types, strict=True):
+            if expected == "connectionRefreshRequired":
+                assert_message(
+                    reply,
+                    expected,
+                    sessionId=session_id,
+                    role="listener",
+                    targetLanguage="fr",
+                    message=...,
+                )
+            elif expected == "connectionWarning":
+                assert_message(reply, expected, remainingMinutes=..., message=...)
+                assert type(reply["remainingMinutes"]) is int and reply["remainingMinutes"] >= 0, reply
+            else:
+                assert_message(reply, expected)
+        seen.append(types)
+        await asyncio.sleep(0.15)
+    # AND all three stages were seen, in order
+    assert [stage for stage in (YOUNG, DUE_FOR_REFRESH, DUE_FOR_WARNING) if stage in seen] == [
+        YOUNG,
+        DUE_FOR_REFRESH,
+        DUE_FOR_WARNING,
+    ], seen
+    assert seen == sorted(seen, key=len), seen
+
+
+async def test_refresh_required_for_a_speaker_has_no_target_language(small_stack: Stack):
+    speaker = await small_stack.connect(small_stack.new_speaker_token(), keepalive=False)
+    created = await speaker.request("createSession", sourceLanguage="en")
+    await asyncio.sleep(WARNING_AGE_SECONDS + 0.2)
+    ack, refresh, warning = await heartbeat_replies(speaker, 3)
+    assert_message(ack, "heartbeatAck")
+    assert_message(refresh, "connectionRefreshRequired", sessionId=created["sessionId"], role="speaker", message=...)
+    assert_message(warning, "connectionWarning", remainingMinutes=..., message=...)
+
+
+async def test_silent_connection_is_closed_by_the_server(small_stack: Stack):
+    # GIVEN a listener that stops heartbeating, and a speaker that keeps heartbeating
+    speaker, created = await small_stack.speaker_with_session()
+    silent = await small_stack.connect(keepalive=False)
+    joined = await silent.request("joinSession", sessionId=created["sessionId"], targetLanguage="es")
+    assert joined["type"] == "sessionJoined", joined
+    started = time.monotonic()
+    # WHEN it stays silent past HEARTBEAT_TIMEOUT_SECONDS THEN the server closes it
+    await silent.wait_closed(timeout=HEARTBEAT_TIMEOUT_SECONDS + 4 * SWEEP_SECONDS + 3)
+    assert time.monotonic() - started >= HEARTBEAT_TIMEOUT_SECONDS - 1.0, "closed before it was silent long enough"
+    # AND its seat is freed, while the heartbeating speaker is still connected
+    status = await status_when(speaker, lambda status: status["listenerCount"] == 0)
+    assert status["languageDistribution"] == {}, status
+    assert speaker.closed is None
+
+
+async def test_expired_session_ends_for_its_listeners(small_stack: Stack):
+    # GIVEN a session with two heartbeating listeners (sessions live 14.4 s in the small stack)
+    speaker, created = await small_stack.speaker_with_session()
+    session_id = created["sessionId"]
+    listeners = [await small_stack.listener_in(session_id, language) for language in ("es", "fr")]
+    # WHEN it passes expiresAt THEN the sweeper ends it: each listener gets reason expired
+    wait = created["expiresAt"] - time.time() + 4 * SWEEP_SECONDS + 5
+    for listener in listeners:
+        ended = await listener.receive(timeout=max(wait, 5))
+        assert_message(ended, "sessionEnded", sessionId=session_id, reason="expired", message=...)
+    # AND it can no longer be joined
+    late = await small_stack.connect()
+    reply = await late.request("joinSession", sessionId=session_id, targetLanguage="es")
+    assert_error(reply, "SESSION_NOT_FOUND", 404, session_id=session_id)
+    assert speaker.closed is None
+
+
+async def test_speaker_refresh_pushes_expiry_forward(small_stack: Stack):
+    # GIVEN a session with a heartbeating listener, past half its life
+    token = small_stack.new_speaker_token()
+    old, created = await small_stack.speaker_with_session(token)
+    session_id = created["sessionId"]
+    listener = await small_stack.listener_in(session_id, "es")
+    await asyncio.sleep(max(0.0, created["expiresAt"] - time.time()) / 2)
+    # WHEN the speaker refreshes onto a new connection
+    new = await small_stack.connect(token)
+    refreshed = await new.request("refreshConnection", sessionId=session_id, role="speaker")
+    assert refreshed["type"] == "connectionRefreshComplete", refreshed
+    await old.close()
+    # THEN the session outlives its original expiresAt: nobody is told it ended, and it can be joined
+    await listener.silent_for(created["expiresAt"] - time.time() + 3 * SWEEP_SECONDS)
+    late = await small_stack.connect()
+    joined = await late.request("joinSession", sessionId=session_id, targetLanguage="fr")
+    assert joined["type"] == "sessionJoined", joined
