@@ -53,10 +53,23 @@ async def _storm(stack: dict) -> dict:
         await asyncio.gather(*(listener(i) for i in range(LISTENERS)))
         elapsed = time.perf_counter() - started
         status = await _request(speaker, {"action": "getSessionStatus"})
+        # Heartbeats from every joined listener, in rounds: the path that runs every 30 s.
+        heartbeat_latencies: list[float] = []
+
+        async def heartbeat(ws) -> None:
+            async with gate:
+                beat_started = time.perf_counter()
+                await _request(ws, {"action": "heartbeat"})
+                heartbeat_latencies.append((time.perf_counter() - beat_started) * 1000)
+
+        await asyncio.gather(*(heartbeat(ws) for ws in sockets))
         for ws in sockets:
             await ws.close()
     quantiles = statistics.quantiles(latencies, n=100)
+    heartbeat_quantiles = statistics.quantiles(heartbeat_latencies, n=100)
     return {
+        "heartbeat_p50": heartbeat_quantiles[49],
+        "heartbeat_p95": heartbeat_quantiles[94],
         "listeners": LISTENERS,
         "concurrency": CONCURRENCY,
         "seconds": elapsed,
@@ -77,6 +90,7 @@ def report() -> None:
         f"join latency ms: p50 {figures['p50']:.0f}  p95 {figures['p95']:.0f}  p99 {figures['p99']:.0f}"
         f"   throughput {figures['listeners'] / figures['seconds']:.0f} joins/s"
     )
+    print(f"heartbeat round trip ms: p50 {figures['heartbeat_p50']:.0f}  p95 {figures['heartbeat_p95']:.0f}")
 
 
 if __name__ == "__main__":
