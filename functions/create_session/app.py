@@ -6,4 +6,5 @@ from session_manager.protocol import parse_create_session
 
 @websocket_route
 def handler(services, caller, body):
+    services.sessions.require_speaker(caller)
     return services.sessions.create_session(caller, parse_create_session(body))

@@ -145,3 +145,38 @@ def test_sweeper_runs_every_minute(template):
 
 def test_the_template_never_sets_the_local_jwks_override(template):
     assert "LOCAL_JWKS_URL" not in (ROOT / "template.yaml").read_text()
+
+
+def _policy_tables(function) -> set[str]:
+    tables = set()
+    for policy in function["Properties"].get("Policies", []):
+        for name, value in policy.items() if isinstance(policy, dict) else []:
+            if name.startswith("DynamoDB"):
+                tables.add(value["TableName"]["Ref"])
+    return tables
+
+
+@pytest.mark.parametrize(
+    "function",
+    # Every function whose route goes through RateLimiter (connect attempts, session creation,
+    # joins and listener refreshes). Without the policy the limiter would fail open everywhere.
+    ["ConnectFunction", "CreateSessionFunction", "JoinSessionFunction", "RefreshConnectionFunction"],
+)
+def test_functions_that_rate_limit_may_write_the_rate_limits_table(template, function):
+    assert "RateLimitsTable" in _policy_tables(template["Resources"][function])
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "CreateSessionFunction",
+        "JoinSessionFunction",
+        "RefreshConnectionFunction",
+        "EndSessionFunction",
+        "LeaveSessionFunction",
+        "DisconnectFunction",
+        "SweeperFunction",
+    ],
+)
+def test_functions_that_change_membership_may_write_both_session_tables(template, function):
+    assert {"SessionsTable", "ConnectionsTable"} <= _policy_tables(template["Resources"][function])

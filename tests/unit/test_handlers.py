@@ -111,6 +111,39 @@ def test_create_session_without_a_token_is_unauthorized(gateway):
     assert_error(reply, request_id(gateway), "UNAUTHORIZED", 401)
 
 
+@pytest.mark.parametrize("body", [{"action": "createSession"}, {"action": "createSession", "sourceLanguage": "EN"}])
+def test_create_session_without_a_token_is_unauthorized_whatever_the_body(gateway, body):
+    anonymous = connect(gateway.services)
+
+    reply = gateway.reply(anonymous, "createSession", body)
+
+    assert_error(reply, request_id(gateway), "UNAUTHORIZED", 401)
+
+
+def test_end_session_from_a_speaker_connection_replaced_by_a_refresh_is_forbidden(gateway, monkeypatch):
+    # GIVEN a speaker whose refresh to a new connection lands between its endSession's checks
+    speaker = connect(gateway.services, user_id="speaker-1")
+    session_id = gateway.reply(speaker, "createSession", {"action": "createSession", "sourceLanguage": "en"})[
+        "sessionId"
+    ]
+    store = gateway.services.sessions.store
+    original_end = store.end
+
+    def refresh_first(*args, **kwargs):
+        newer = connect(gateway.services, user_id="speaker-1")
+        store.move_speaker(session_id, "speaker-1", newer.connection_id, int(time.time() * 1000), 2**31)
+        return original_end(*args, **kwargs)
+
+    monkeypatch.setattr(store, "end", refresh_first)
+
+    # WHEN the old connection's endSession lands
+    reply = gateway.reply(speaker, "endSession")
+
+    # THEN it is told it no longer speaks for the session, which lives on
+    assert_error(reply, request_id(gateway), "FORBIDDEN", 403, session_id=session_id)
+    assert store.get(session_id).is_active
+
+
 def test_create_session_without_a_source_language_names_the_field(gateway):
     speaker = connect(gateway.services, user_id="speaker-1")
 

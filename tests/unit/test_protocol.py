@@ -192,3 +192,15 @@ def test_a_refresh_with_a_bad_role_names_the_field(role, reason):
         parse_refresh_connection(body)
 
     assert raised.value.details == {"field": "role", "reason": reason}
+
+
+@pytest.mark.parametrize("language", ["es\n", "es ", "\nes"])
+def test_a_language_code_with_whitespace_is_an_invalid_language(language):
+    with pytest.raises(InvalidLanguageError):
+        parse_join_session({"sessionId": "faithful-shepherd-427", "targetLanguage": language})
+
+
+def test_a_session_id_with_a_trailing_newline_is_trimmed():
+    assert parse_join_session({"sessionId": "faithful-shepherd-427\n", "targetLanguage": "es"}).session_id == (
+        "faithful-shepherd-427"
+    )  # trimmed by normalisation, like any surrounding whitespace

@@ -263,4 +263,4 @@ def test_a_refresh_racing_the_old_connection_close_ends_consistently(services, r
         assert isinstance(refresh, SessionNotFoundError)
         assert session.end_reason.value == "speakerDisconnected"
         assert services.sessions.connections.get(new.connection_id).session_id is None
-        assert services.sessions.connections.get(listener.connection_id) is None
+        assert services.sessions.connections.get(listener.connection_id).session_id is None

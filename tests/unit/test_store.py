@@ -9,8 +9,6 @@ import pytest
 
 from session_manager.errors import InvalidActionError, SessionFullError, SessionNotFoundError
 from session_manager.protocol import JoinSessionRequest, Role
-from session_manager.store.connections import ConnectionRepository
-from session_manager.store.dynamodb import DynamoDB
 from session_manager.store.sessions import Outcome
 from tests.unit.harness import (
     FakeClock,
@@ -242,57 +240,6 @@ def test_a_session_item_past_expires_at_reads_as_not_live(services, dynamodb_cli
 
 
 # ---------------------------------------------------------------- batch delete
-
-
-class UnprocessedOnce:
-    """A DynamoDB client whose first BatchWriteItem leaves its last `count` requests unprocessed."""
-
-    def __init__(self, client, count: int) -> None:
-        self._client = client
-        self.count = count
-        self.batch_calls = 0
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def batch_write_item(self, RequestItems):
-        self.batch_calls += 1
-        if self.batch_calls > 1:
-            return self._client.batch_write_item(RequestItems=RequestItems)
-        ((table, requests),) = RequestItems.items()
-        done, left = requests[: -self.count], requests[-self.count :]
-        self._client.batch_write_item(RequestItems={table: done})
-        return {"UnprocessedItems": {table: left}}
-
-
-def test_batch_delete_retries_unprocessed_items_until_all_are_deleted(dynamodb_client):
-    # GIVEN ten connection items, and a table that leaves four deletes unprocessed the first time
-    client = UnprocessedOnce(dynamodb_client, count=4)
-    repository = ConnectionRepository("ConnectionsTable", DynamoDB(client))
-    ids = [f"c{i}=" for i in range(10)]
-    for connection_id in ids:
-        repository.register(connection_id, int(time.time() * 1000), int(time.time()) + 3600, None)
-
-    # WHEN they are deleted in a batch
-    repository.delete_many(ids)
-
-    # THEN the unprocessed ones were sent again and none is left
-    assert client.batch_calls == 2
-    assert dynamodb_client.scan(TableName="ConnectionsTable")["Count"] == 0
-
-
-def test_batch_delete_splits_into_batches_of_25(dynamodb_client):
-    repository = ConnectionRepository("ConnectionsTable", DynamoDB(dynamodb_client))
-    ids = [f"c{i}=" for i in range(60)]
-    for connection_id in ids:
-        repository.register(connection_id, int(time.time() * 1000), int(time.time()) + 3600, None)
-
-    repository.delete_many([*ids, *ids[:5]])
-
-    assert dynamodb_client.scan(TableName="ConnectionsTable")["Count"] == 0
-
-
-# ---------------------------------------------------------------- release exactly once
 
 
 def test_releasing_a_seat_twice_decrements_once(services, dynamodb_client):

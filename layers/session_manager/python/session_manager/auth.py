@@ -12,10 +12,11 @@ from urllib.parse import urlparse
 
 import jwt
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from jwt import PyJWKClient
 
 from session_manager.config import Settings, get_settings
-from session_manager.observability import masked_ip
+from session_manager.observability import NAMESPACE, SERVICE, masked_ip
 from session_manager.protocol import Role
 
 logger = Logger(child=True)
@@ -181,11 +182,12 @@ def authorize_connect(event: dict[str, Any], verifier: TokenVerifier) -> dict[st
             "speaker authentication failed",
             extra={"reason": rejection.reason, "source": masked_ip(source), "at": int(time.time())},
         )
+        # Refused handshakes never reach $connect's per-IP limit: count them for the alarms.
+        with single_metric(name="AuthenticationFailures", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
+            m.add_dimension(name="service", value=SERVICE)
         raise Unauthorized() from None
-    context = {"role": Role.SPEAKER.value, "userId": speaker.user_id}
-    if speaker.email:
-        context["email"] = speaker.email  # available to handlers; never logged
-    return _allow(event, principal=speaker.user_id, context=context)
+    # The email stays out of the context: no route needs it, and the context reaches every event.
+    return _allow(event, principal=speaker.user_id, context={"role": Role.SPEAKER.value, "userId": speaker.user_id})
 
 
 class Unauthorized(Exception):

@@ -78,7 +78,10 @@ class Settings:
 
     @property
     def issuer(self) -> str:
-        return f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
+        # A pool id starts with its own region ("eu-west-1_AbC"): an existing pool may live in
+        # another region than the functions.
+        pool_region = self.user_pool_id.split("_", 1)[0] if "_" in self.user_pool_id else self.region
+        return f"https://cognito-idp.{pool_region}.amazonaws.com/{self.user_pool_id}"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 
 from session_manager.caller import Caller
 from session_manager.config import Settings
+from session_manager.models import Connection
 from session_manager.protocol import MessageType, Role, message
 from session_manager.ratelimit import RateLimiter
 from session_manager.sessions import SessionService
@@ -79,22 +80,33 @@ class ConnectionService:
         if connection is None:
             logger.info("duplicate or unknown $disconnect ignored")
             return "unknown"
+        try:
+            outcome = self._release_role(connection)
+        except Exception:
+            self.connections.delete(connection_id)  # the socket is closed whatever failed
+            raise
+        if outcome != "listener":  # a released listener's item went in the same transaction
+            self.connections.delete(connection_id)
+        return outcome
+
+    def _release_role(self, connection: Connection) -> str:
         now_ms = int(self.clock() * 1000)
         if connection.role is Role.LISTENER and connection.session_id:
             outcome = self.sessions.store.remove_listener(
-                connection_id, connection.session_id, now_ms, delete_connection=True
+                connection.connection_id, connection.session_id, now_ms, delete_connection=True
             )
             if outcome is Outcome.ALREADY_DONE:
-                logger.info("duplicate $disconnect ignored", extra={"sessionId": connection.session_id})
+                logger.info(
+                    "seat already released (duplicate $disconnect or leave)", extra={"sessionId": connection.session_id}
+                )
                 return "duplicate"
             logger.info("listener disconnected", extra={"sessionId": connection.session_id})
             return "listener"
         if connection.role is Role.SPEAKER and connection.session_id:
-            ended = self.sessions.end_for_speaker_disconnect(connection)
-            self.connections.delete(connection_id)
-            if ended is None:
-                logger.info("previous speaker connection closed", extra={"sessionId": connection.session_id})
+            if self.sessions.end_for_speaker_disconnect(connection) is None:
+                logger.info(
+                    "speaker connection closed without ending the session", extra={"sessionId": connection.session_id}
+                )
                 return "stale-speaker"
             return "speaker"
-        self.connections.delete(connection_id)
         return "idle"

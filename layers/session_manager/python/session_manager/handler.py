@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from session_manager.caller import Caller
 from session_manager.errors import InternalError, RateLimitExceededError, SessionServiceError
 from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, tracer
-from session_manager.protocol import error_message, normalize_session_id, parse_body
+from session_manager.protocol import SESSION_ID_PATTERN, error_message, normalize_session_id, parse_body
 from session_manager.services import Services, get_services
 from session_manager.store.messenger import ConnectionMessenger
 
@@ -111,8 +111,12 @@ def _error_reply(
 
 def report_error(error: SessionServiceError, *, logged: bool = False) -> None:
     """Log (5xx with the stack trace) and count a client-visible error by its code."""
-    fields = {"errorCode": error.code, "errorMessage": error.message, "status": error.status}
-    if error.session_id:
+    # The class's own message, not the instance's: the latter may quote what a user typed
+    # (people type emails into the session id box).
+    fields = {"errorCode": error.code, "errorMessage": type(error).default_message, "status": error.status}
+    if error.field:
+        fields["field"] = error.field
+    if error.session_id and SESSION_ID_PATTERN.fullmatch(error.session_id):
         fields["sessionId"] = error.session_id
     if not logged:
         if error.status >= 500:

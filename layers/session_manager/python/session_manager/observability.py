@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -23,10 +24,12 @@ def fingerprint(value: str | None) -> str | None:
 
 
 def masked_ip(ip: str | None) -> str | None:
-    """The network part of an address only (a.b.c.0 / first four IPv6 groups)."""
+    """The network of an address only (/24 for IPv4, /64 for IPv6), never the host."""
     if not ip:
         return None
-    if ":" in ip:
-        return ":".join(ip.split(":")[:4]) + "::/64"
-    parts = ip.split(".")
-    return ".".join([*parts[:3], "0"]) + "/24" if len(parts) == 4 else None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))

@@ -20,8 +20,8 @@ from session_manager.errors import (
     SessionServiceError,
 )
 
-SESSION_ID_PATTERN = re.compile(r"^[a-z]+-[a-z]+-[1-9][0-9]{2}$")
-LANGUAGE_PATTERN = re.compile(r"^[a-z]{2}$")
+SESSION_ID_PATTERN = re.compile(r"[a-z]+-[a-z]+-[1-9][0-9]{2}")
+LANGUAGE_PATTERN = re.compile(r"[a-z]{2}")
 
 
 class Action(str, Enum):
@@ -152,7 +152,7 @@ def normalize_session_id(raw: str) -> str:
 def validate_session_id(body: dict[str, Any]) -> str:
     raw = _required_string(body, "sessionId")
     session_id = normalize_session_id(raw)
-    if len(raw.strip()) > MAX_ECHOED_SESSION_ID or not SESSION_ID_PATTERN.match(session_id):
+    if len(raw.strip()) > MAX_ECHOED_SESSION_ID or not SESSION_ID_PATTERN.fullmatch(session_id):
         shown = raw.strip()[:MAX_ECHOED_SESSION_ID]
         raise InvalidSessionIdError(
             f"'{shown}' is not a session id; ids look like 'faithful-shepherd-427'.",
@@ -165,7 +165,7 @@ def validate_session_id(body: dict[str, Any]) -> str:
 
 def validate_language_code(body: dict[str, Any], field: str, *, session_id: str | None = None) -> str:
     value = _required_string(body, field, session_id=session_id)
-    if not LANGUAGE_PATTERN.match(value):
+    if not LANGUAGE_PATTERN.fullmatch(value):
         raise InvalidLanguageError(
             f"'{field}' must be two lowercase letters (ISO 639-1), got '{value[:20]}'.",
             field=field,

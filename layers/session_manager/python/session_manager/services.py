@@ -42,9 +42,7 @@ class Services:
         messenger = ConnectionMessenger(management_client, concurrency=settings.broadcast_concurrency)
         sessions = SessionService(
             settings,
-            SessionStore(
-                settings.sessions_table, settings.connections_table, dynamodb, settings.connection_ttl_seconds
-            ),
+            SessionStore(settings.sessions_table, settings.connections_table, dynamodb),
             connection_repository,
             limiter,
             messenger,

@@ -74,9 +74,14 @@ class SessionService:
 
     # ------------------------------------------------------------ speaker
 
-    def create_session(self, caller: Caller, request: CreateSessionRequest) -> Reply:
+    def require_speaker(self, caller: Caller) -> None:
+        """Checked before anything else about a speaker action: an anonymous caller learns
+        nothing about its message from the errors."""
         if not caller.is_speaker:
             raise UnauthorizedError("Connect with a speaker token to create a session.")
+
+    def create_session(self, caller: Caller, request: CreateSessionRequest) -> Reply:
+        self.require_speaker(caller)
         if not self.languages.is_translatable(request.source_language):
             raise InvalidLanguageError(
                 f"'{request.source_language}' cannot be translated from.",
@@ -138,9 +143,16 @@ class SessionService:
             speaker_connection_id=caller.connection_id,
         )
         if ended is None:
+            # Lost a race: a refresh moved the session to another connection, or it ended.
+            current = self.store.get_live(session.session_id, self.clock())
+            if current is not None and current.speaker_connection_id != caller.connection_id:
+                raise ForbiddenError(
+                    "This connection is no longer the session's speaker.", session_id=session.session_id
+                )
             raise SessionNotFoundError(session_id=session.session_id)
+        # Free the speaker's connection first: the session has ended whatever happens next.
+        self.connections.detach_from_session(caller.connection_id, session.session_id)
         self.finish(ended)
-        self.connections.leave_session(caller.connection_id, session.session_id)
         return ended_message(ended.session_id, EndReason.SPEAKER_ENDED)
 
     def _session_of_speaker(self, caller: Caller) -> Session:
@@ -262,21 +274,33 @@ class SessionService:
     # ------------------------------------------------------------ ending
 
     def finish(self, session: Session) -> int:
-        """Tell every listener of an ended session and drop their items; how many were told."""
+        """Tell every listener of an ended session, once: a listener is detached from the
+        session first and told only by the process that detached it (the sweeper may be telling
+        the same listeners). Best effort: the sweeper tells whoever this misses. Returns how many
+        were told."""
         reason = session.end_reason or EndReason.EXPIRED
-        listeners = [connection_id for connection_id, _ in self.connections.listeners_of(session.session_id)]
-        counts = self.messenger.broadcast(listeners, ended_message(session.session_id, reason))
-        self.connections.delete_many(listeners)
-        if reason is EndReason.EXPIRED:
-            # The speaker's connection may still be open: tell it too, and free it.
-            self.messenger.send(session.speaker_connection_id, ended_message(session.session_id, reason))
-            self.connections.leave_session(session.speaker_connection_id, session.session_id)
+        notice = ended_message(session.session_id, reason)
+        counts: dict[str, int] = {}
+        try:
+            listeners = [connection_id for connection_id, _ in self.connections.listeners_of(session.session_id)]
+            counts = self.messenger.broadcast(
+                listeners,
+                notice,
+                claim=lambda connection_id: self.connections.detach_from_session(connection_id, session.session_id),
+            )
+            if reason is EndReason.EXPIRED and self.connections.detach_from_session(
+                session.speaker_connection_id, session.session_id
+            ):
+                # The speaker's connection may still be open: tell it too.
+                self.messenger.send(session.speaker_connection_id, notice)
+        except SessionServiceError:
+            logger.exception("session ended, but not every listener was told; the sweeper will")
         duration = ((session.ended_at or self._now_ms()) - session.created_at) // 1000
         logger.info(
             "session ended",
             extra={"sessionId": session.session_id, "reason": reason.value, "durationSeconds": duration, **counts},
         )
-        return counts["delivered"]
+        return counts.get("delivered", 0)
 
     def end_for_speaker_disconnect(self, connection: Connection) -> Session | None:
         ended = self.store.end(

@@ -79,26 +79,33 @@ class Sweeper:
         for session in self.sessions.store.scan():
             if not session.is_active:
                 continue
-            if session.expires_at <= now_ms // 1000:
-                ended = self.sessions.store.end(session.session_id, EndReason.EXPIRED, now_ms, only_if_expired=True)
-                if ended is not None:
-                    self.sessions.finish(ended)
-                    report.ended_expired += 1
-                continue
-            live[session.session_id] = session
-            report.active_sessions += 1
-            actual = listeners[session.session_id]
-            report.total_listeners += actual
-            if actual != session.listener_count and session.last_listener_change_at < now_ms - COUNT_SETTLE_MS:
-                if self.sessions.store.repair_listener_count(
-                    session.session_id, session.listener_count, actual, now_ms - COUNT_SETTLE_MS
-                ):
-                    logger.warning(
-                        "listener count repaired",
-                        extra={"sessionId": session.session_id, "was": session.listener_count, "now": actual},
-                    )
-                    report.counts_repaired += 1
+            try:
+                self._sweep_session(session, listeners[session.session_id], now_ms, report, live)
+            except ServiceUnavailableError as error:
+                report.errors.append(type(error).__name__)
         return live
+
+    def _sweep_session(
+        self, session: Session, actual: int, now_ms: int, report: SweepReport, live: dict[str, Session]
+    ) -> None:
+        if session.expires_at <= now_ms // 1000:
+            ended = self.sessions.store.end(session.session_id, EndReason.EXPIRED, now_ms, only_if_expired=True)
+            if ended is not None:
+                self.sessions.finish(ended)
+                report.ended_expired += 1
+            return
+        live[session.session_id] = session
+        report.active_sessions += 1
+        report.total_listeners += actual
+        if actual != session.listener_count and session.last_listener_change_at < now_ms - COUNT_SETTLE_MS:
+            if self.sessions.store.repair_listener_count(
+                session.session_id, session.listener_count, actual, now_ms - COUNT_SETTLE_MS
+            ):
+                logger.warning(
+                    "listener count repaired",
+                    extra={"sessionId": session.session_id, "was": session.listener_count, "now": actual},
+                )
+                report.counts_repaired += 1
 
     def _sweep_connections(self, report: SweepReport, live: dict[str, Session]) -> None:
         now_ms = int(self.clock() * 1000)
@@ -120,15 +127,14 @@ class Sweeper:
     def _tell_orphan(self, connection_id: str, session_id: str) -> bool:
         """A listener of a session that ended or vanished and was never told. A session that
         ended moments ago is left to the process that ended it, which is telling its listeners
-        now; the item is deleted before the message is sent, so two sweeps tell it once."""
+        now; the listener is detached before it is told, so two sweeps tell it once."""
         session = self.sessions.store.get(session_id)
         now_ms = int(self.clock() * 1000)
         if session is not None and session.is_live(now_ms / 1000):
             return False  # became live since the scan: never end a live seat
         if session is not None and session.ended_at and session.ended_at > now_ms - BROADCAST_GRACE_MS:
             return False
-        removed = self.sessions.connections.delete(connection_id)
-        if removed is None or removed.session_id != session_id:
+        if not self.sessions.connections.detach_from_session(connection_id, session_id):
             return False
         reason = (session.end_reason if session else None) or EndReason.EXPIRED
         self.sessions.messenger.send(connection_id, ended_message(session_id, reason))

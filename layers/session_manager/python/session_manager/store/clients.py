@@ -11,17 +11,19 @@ from session_manager.config import get_settings
 
 # botocore's standard retry mode: exponential backoff with jitter, 3 attempts in all, and it
 # already knows which errors are transient (throttling, 5xx, connection resets).
+# Timeouts keep three attempts well inside the functions' 10 s, so a client always hears
+# SERVICE_UNAVAILABLE rather than nothing when DynamoDB hangs.
 DYNAMODB_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=2,
-    read_timeout=5,
+    connect_timeout=1,
+    read_timeout=2,
     max_pool_connections=32,
 )
 # PostToConnection shares an account-wide throttle: give broadcasts a little more patience.
 MANAGEMENT_API_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=2,
-    read_timeout=5,
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=1,
+    read_timeout=3,
     max_pool_connections=32,
 )
 

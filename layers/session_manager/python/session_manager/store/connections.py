@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from session_manager.errors import RateLimitExceededError
@@ -11,8 +11,6 @@ from session_manager.models import Connection
 from session_manager.store.dynamodb import ConditionFailed, DynamoDB, from_item, to_attribute_values
 
 LISTENERS_INDEX = "sessionId-targetLanguage-index"
-_BATCH_SIZE = 25
-_BATCH_RETRIES = 8
 
 
 class ConnectionRepository:
@@ -98,27 +96,9 @@ class ConnectionRepository:
         item = from_item(response.get("Attributes"))
         return Connection.from_item(item) if item else None
 
-    def delete_many(self, connection_ids: Iterable[str]) -> None:
-        """Batch delete, retrying UnprocessedItems with backoff until none are left."""
-        ids = list(dict.fromkeys(connection_ids))
-        for start in range(0, len(ids), _BATCH_SIZE):
-            requests = [
-                {"DeleteRequest": {"Key": to_attribute_values({"connectionId": cid})}}
-                for cid in ids[start : start + _BATCH_SIZE]
-            ]
-            pending: dict[str, Any] = {self.table: requests}
-            for attempt in range(_BATCH_RETRIES):
-                response = self.db.call("batch_write_item", [self.table], RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            else:
-                # Each item's own TTL still removes it; the sweeper tells listeners.
-                raise RuntimeError(f"{len(pending.get(self.table, []))} connection deletes left unprocessed")
-
-    def leave_session(self, connection_id: str, session_id: str) -> bool:
-        """Detach a connection from its session but keep it open (after end or leave)."""
+    def detach_from_session(self, connection_id: str, session_id: str) -> bool:
+        """Take the connection's role in that session away, keeping the item (the socket may stay
+        open). False when it held no role there: someone else detached it first."""
         try:
             self.db.call(
                 "update_item",

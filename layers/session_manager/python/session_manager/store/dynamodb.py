@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -13,13 +17,53 @@ from session_manager.errors import ServiceUnavailableError
 from session_manager.store.circuit_breaker import CircuitBreaker
 from session_manager.store.clients import dynamodb_client
 
+logger = Logger(child=True)
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-# Errors that mean the table answered and said no: expected outcomes, not outages.
-_OUTCOME_ERRORS = {"ConditionalCheckFailedException", "TransactionCanceledException"}
+_CONFLICT_RETRIES = 5
 # Errors that are our own bug (bad expression, wrong key): surfaced as INTERNAL_ERROR.
 _CALLER_ERRORS = {"ValidationException", "SerializationException"}
+# The deployment is wrong (a missing permission): loud, and never mistaken for an outage that
+# the rate limiter may fail open on.
+_MISCONFIGURED = {"AccessDeniedException", "UnrecognizedClientException"}
+# Cancellation reasons that are answers about the items, not trouble with the service.
+_ITEM_REASONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+
+
+class _Answer(Enum):
+    CONDITION = "condition"
+    CALLER_ERROR = "caller_error"
+    MISCONFIGURED = "misconfigured"
+    OUTAGE = "outage"
+
+
+def _code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _classify(error: ClientError) -> _Answer:
+    code = _code(error)
+    if code == "ConditionalCheckFailedException":
+        return _Answer.CONDITION
+    if code == "TransactionCanceledException":
+        # A transaction cancelled because an item was throttled is an outage, not an answer.
+        reasons = set(_cancellation_reasons(error))
+        return _Answer.CONDITION if reasons <= _ITEM_REASONS else _Answer.OUTAGE
+    if code in _CALLER_ERRORS:
+        return _Answer.CALLER_ERROR
+    if code in _MISCONFIGURED:
+        return _Answer.MISCONFIGURED
+    return _Answer.OUTAGE
+
+
+def _record(breakers: list[CircuitBreaker], *, success: bool) -> None:
+    for breaker in breakers:
+        if success:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
 
 
 class ConditionFailed(Exception):
@@ -79,29 +123,44 @@ class DynamoDB:
         return admitted
 
     def call(self, operation: str, tables: Iterable[str], **kwargs: Any) -> dict[str, Any]:
+        """One DynamoDB request. Conditions that do not hold raise ConditionFailed; outages
+        raise ServiceUnavailableError and count against the tables' breakers."""
         breakers = self._admit(tables)
         try:
-            response = getattr(self.client, operation)(**kwargs)
+            response = self._request_with_conflict_retries(operation, kwargs)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _OUTCOME_ERRORS:
-                for breaker in breakers:
-                    breaker.record_success()
+            outcome = _classify(error)
+            if outcome is _Answer.OUTAGE:
+                _record(breakers, success=False)
+                raise ServiceUnavailableError() from error
+            _record(breakers, success=True)  # DynamoDB answered: not an outage
+            if outcome is _Answer.CONDITION:
                 raise ConditionFailed(_cancellation_reasons(error), from_item(error.response.get("Item"))) from None
-            if code in _CALLER_ERRORS:
-                for breaker in breakers:
-                    breaker.record_success()  # DynamoDB answered: the fault is ours, not an outage
-                raise
-            for breaker in breakers:
-                breaker.record_failure()
-            raise ServiceUnavailableError() from error
+            if outcome is _Answer.MISCONFIGURED:
+                logger.error(
+                    "DynamoDB refused the request: check the function's permissions and tables",
+                    extra={"errorCode": _code(error), "operation": operation},
+                )
+                raise ServiceUnavailableError() from error
+            raise
         except BotoCoreError as error:
-            for breaker in breakers:
-                breaker.record_failure()
+            _record(breakers, success=False)
             raise ServiceUnavailableError() from error
-        for breaker in breakers:
-            breaker.record_success()
+        _record(breakers, success=True)
         return response
+
+    def _request_with_conflict_retries(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A single-item write that meets a running transaction on its item is refused with
+        TransactionConflictException, which botocore does not retry; a join storm on one session
+        makes that common, so it is retried here with jitter."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                return getattr(self.client, operation)(**kwargs)
+            except ClientError as error:
+                if _code(error) != "TransactionConflictException" or attempt == _CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0, 0.025 * 2**attempt))
+        raise AssertionError("unreachable")
 
     def paginate(self, operation: str, table: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
         """Yield each item of a Query or Scan, page by page, deserialised."""

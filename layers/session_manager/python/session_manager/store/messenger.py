@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,15 +34,25 @@ class ConnectionMessenger:
         data = json.dumps(message, separators=(",", ":")).encode()
         return self._reach(self.client.post_to_connection, ConnectionId=connection_id, Data=data)
 
-    def broadcast(self, connection_ids: Iterable[str], message: dict[str, Any]) -> dict[str, int]:
-        """Post to many connections in parallel (bounded); counts of delivered, gone, failed."""
+    def broadcast(
+        self,
+        connection_ids: Iterable[str],
+        message: dict[str, Any],
+        *,
+        claim: Callable[[str], bool] | None = None,
+    ) -> dict[str, int]:
+        """Post to many connections in parallel (bounded). With ``claim``, a connection is sent
+        to only if claim(connection_id) is True, so that of two processes telling the same
+        listeners, each listener hears once. Counts of delivered, gone, skipped and failed."""
         ids = list(connection_ids)
-        counts = {"delivered": 0, "gone": 0, "failed": 0}
+        counts = {"delivered": 0, "gone": 0, "skipped": 0, "failed": 0}
         if not ids:
             return counts
 
         def deliver(connection_id: str) -> str:
             try:
+                if claim is not None and not claim(connection_id):
+                    return "skipped"
                 return "delivered" if self.send(connection_id, message) else "gone"
             except ServiceUnavailableError:
                 return "failed"

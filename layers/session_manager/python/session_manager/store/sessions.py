@@ -31,13 +31,10 @@ class Outcome(str, Enum):
 
 
 class SessionStore:
-    def __init__(
-        self, sessions_table: str, connections_table: str, dynamodb: DynamoDB, connection_ttl_seconds: int = 3 * 3600
-    ) -> None:
+    def __init__(self, sessions_table: str, connections_table: str, dynamodb: DynamoDB) -> None:
         self.sessions_table = sessions_table
         self.connections_table = connections_table
         self.db = dynamodb
-        self.connection_ttl_seconds = connection_ttl_seconds
 
     # ------------------------------------------------------------ reads
 
@@ -75,9 +72,7 @@ class SessionStore:
                         "ConditionExpression": "attribute_not_exists(sessionId)",
                     }
                 },
-                self._claim_connection(
-                    session.speaker_connection_id, session.session_id, Role.SPEAKER, None, session.created_at
-                ),
+                self._claim_connection(session.speaker_connection_id, session.session_id, Role.SPEAKER, None),
             )
         except ConditionFailed as failure:
             if failure.failed_at(0) and self.get(session.session_id) is not None:
@@ -109,7 +104,7 @@ class SessionStore:
                         ),
                     }
                 },
-                self._claim_connection(new_connection_id, session_id, Role.SPEAKER, None, now_ms),
+                self._claim_connection(new_connection_id, session_id, Role.SPEAKER, None),
             )
         except ConditionFailed:
             session = self.get_live(session_id, now_ms / 1000)
@@ -184,7 +179,7 @@ class SessionStore:
                         "ExpressionAttributeValues": to_attribute_values(values),
                     }
                 },
-                self._claim_connection(connection_id, session_id, Role.LISTENER, target_language, now_ms),
+                self._claim_connection(connection_id, session_id, Role.LISTENER, target_language),
             )
         except ConditionFailed as failure:
             if failure.reasons and not failure.failed_at(0):
@@ -217,6 +212,8 @@ class SessionStore:
         except ConditionFailed as failure:
             if failure.reasons and failure.failed_at(0):
                 return Outcome.ALREADY_DONE
+            if failure.reasons and not failure.failed_at(1):
+                raise ServiceUnavailableError() from None  # neither condition failed: still contended
             # The count is already zero (or the session is gone): release the connection alone.
             try:
                 self.db.call("transact_write_items", [self.connections_table], TransactItems=[connection_write])
@@ -249,22 +246,13 @@ class SessionStore:
     # ------------------------------------------------------------ pieces
 
     def _claim_connection(
-        self, connection_id: str, session_id: str, role: Role, target_language: str | None, now_ms: int
+        self, connection_id: str, session_id: str, role: Role, target_language: str | None
     ) -> dict[str, Any]:
-        """Give the connection its role in the session, unless it already holds one. A missing
-        item is recreated (its session ended and the item went with it, or $connect's write was
-        lost), so that connection may join again."""
-        names = {"#role": "role", "#ttl": "ttl"}
-        values: dict[str, Any] = {
-            ":session": session_id,
-            ":role": role.value,
-            ":now": now_ms,
-            ":ttl": now_ms // 1000 + self.connection_ttl_seconds,
-        }
-        expression = (
-            "SET sessionId = :session, #role = :role, connectedAt = if_not_exists(connectedAt, :now), "
-            "lastSeenAt = if_not_exists(lastSeenAt, :now), #ttl = if_not_exists(#ttl, :ttl)"
-        )
+        """Give the connection its role in the session, unless it already holds one or is gone
+        (a join racing its own $disconnect must not leave a ghost seat)."""
+        names = {"#role": "role"}
+        values: dict[str, Any] = {":session": session_id, ":role": role.value}
+        expression = "SET sessionId = :session, #role = :role"
         if target_language is not None:
             expression += ", targetLanguage = :language"
             values[":language"] = target_language
@@ -273,7 +261,7 @@ class SessionStore:
                 "TableName": self.connections_table,
                 "Key": to_attribute_values({"connectionId": connection_id}),
                 "UpdateExpression": expression,
-                "ConditionExpression": "attribute_not_exists(sessionId)",
+                "ConditionExpression": "attribute_exists(connectionId) AND attribute_not_exists(sessionId)",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": to_attribute_values(values),
             }
