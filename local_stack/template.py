@@ -259,17 +259,27 @@ def _function(
 
 
 def _layer_dir(layer: Any, resources: Mapping[str, Any], resolver: Resolver, base_dir: Path) -> Path | None:
-    """A layer built by `sam build` (Metadata.BuildMethod) holds third-party packages, which the
-    local stack's own environment already has installed; only hand-written layers are mounted."""
+    """Where a layer's Python packages are importable from, as Lambda mounts them under /opt/python.
+
+    A layer `sam build` builds from a requirements.txt holds third-party packages, which the local
+    stack's own environment already has installed: it is not mounted. A layer built with a
+    python BuildMethod has its ContentUri copied into python/, so ContentUri is the import root;
+    a layer without a build method is zipped as it is, so ContentUri/python is."""
     if not (isinstance(layer, Mapping) and set(layer) == {"Ref"} and layer["Ref"] in resources):
         return None
     resource = resources[layer["Ref"]]
-    if resource.get("Type") != SERVERLESS_LAYER or (resource.get("Metadata") or {}).get("BuildMethod"):
+    if resource.get("Type") != SERVERLESS_LAYER:
         return None
     content_uri = resolver.resolve((resource.get("Properties") or {}).get("ContentUri"))
     if not isinstance(content_uri, str):
         return None
-    return (base_dir / content_uri / "python").resolve()
+    source = (base_dir / content_uri).resolve()
+    build_method = str((resource.get("Metadata") or {}).get("BuildMethod") or "")
+    if not build_method:
+        return source / "python"
+    if build_method.startswith("python") and not (source / "requirements.txt").exists():
+        return source
+    return None
 
 
 def _schedules(logical_id: str, events: Mapping[str, Any], resolver: Resolver) -> tuple[Schedule, ...]:
