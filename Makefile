@@ -70,6 +70,8 @@ sam-validate: install
 
 sam-build: install
 	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel
+	@test -s .aws-sam/build/SessionManagerLayer/python/session_manager/wordlists/adjectives.txt \
+		|| { echo "sam build: the domain layer lacks its word lists" >&2; exit 1; }
 
 unit-test: install
 	$(BIN)/pytest tests/unit -q
