@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from local_stack.errors import LocalStackError
 from local_stack.functions import InvocationError, LogSink
@@ -34,19 +35,40 @@ def _optional_seconds(text: str) -> float | None:
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # nan and inf parse as floats, but a schedule every nan seconds would never stop firing.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535, 0 picks a free one)")
+    return value
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Bad input fails loudly in one line on stderr, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROGRAM}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}", description=__doc__)
+    parser = _OneLineErrorParser(prog=f"python -m {PROGRAM}", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="start the local stack in the foreground until Ctrl-C")
     run.add_argument("--template", type=Path, default=Path("template.yaml"))
-    run.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    run.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     run.add_argument("--stage", default="", help="default: the template's stage")
     run.add_argument("--env-vars", type=_optional_path, default=None, metavar="FILE")
     run.add_argument("--idle-timeout-seconds", type=_seconds, default=600.0)
@@ -55,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ready-file", type=Path, default=None, help="JSON written once ready")
 
     token = commands.add_parser("token", help="print a fresh speaker token of the running stack")
-    token.add_argument("--port", type=int, default=8080)
+    token.add_argument("--port", type=_port, default=8080)
     token.add_argument("--email", default="")
 
     invoke = commands.add_parser("invoke", help="run one function once with an event (no Docker)")
@@ -109,8 +131,16 @@ def _run(arguments: argparse.Namespace, console: TextIO) -> int:
 async def _serve(stack: LocalStack, ready_file: Path | None, console: TextIO) -> None:
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop_requested.is_set():
+            # A second Ctrl-C: do not wait for running handlers; their workers die now.
+            print(f"{PROGRAM}: stopping now: killing the workers", file=sys.stderr)
+            stack.kill_workers()
+        stop_requested.set()
+
     for signal_number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signal_number, stop_requested.set)
+        loop.add_signal_handler(signal_number, on_signal)
     ready = await stack.start()
     _announce(ready, stack.schedule_descriptions(), console)
     if ready_file is not None:

@@ -5,9 +5,11 @@ an invocation past the function's Timeout kills its worker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -131,7 +133,12 @@ class Worker:
         response = self._receive(INIT_TIMEOUT_SECONDS, what="init")
         if response.get("status") != worker_protocol.READY:
             self.kill()
-            raise FunctionError(self.function.logical_id, {**response, "errorType": "Runtime.ImportModuleError"})
+            error_type = str(response.get("errorType", ""))
+            if not error_type.startswith("Runtime."):
+                error_type = "Runtime.ImportModuleError"  # the module raised while being imported
+            error = FunctionError(self.function.logical_id, {**response, "errorType": error_type})
+            logger.error("%s: init failed: %s: %s", self.function.logical_id, error_type, error.error_message)
+            raise error
 
     def invoke(self, event: Any, request_id: str) -> Any:
         timeout = self.function.timeout_seconds
@@ -162,17 +169,24 @@ class Worker:
         return self._process.poll() is None
 
     def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
+        self.signal_kill()
         self._reap()
+
+    def signal_kill(self) -> None:
+        """SIGKILL to the worker's process group: whatever the handler started dies with it."""
+        if self._process.poll() is None:
+            # The worker leads its own session, so its group is itself and what its handler spawned.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
 
     def stop(self) -> None:
         """Closing the request pipe lets the worker leave its loop and exit on its own."""
         self._requests.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(SHUTDOWN_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        self.signal_kill()  # also the group: a handler's children must not outlive the stack
         self._reap()
 
     def _reap(self) -> None:
@@ -223,8 +237,13 @@ class FunctionPool:
             while True:
                 if self._closed:
                     raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.is_alive():
+                        return worker
+                    # Died while idle (killed, out of memory): Lambda would just start a fresh one.
+                    self._all.discard(worker)
+                    threading.Thread(target=worker.kill, daemon=True).start()
                 if len(self._all) + self._starting < self._max_workers:
                     self._starting += 1
                     break
@@ -259,11 +278,26 @@ class FunctionPool:
     def close(self) -> None:
         with self._changed:
             self._closed = True
-            workers = list(self._all)
+            idle, busy = list(self._idle), [worker for worker in self._all if worker not in self._idle]
             self._idle.clear()
             self._changed.notify_all()
+        # An idle worker leaves its loop when its request pipe closes; a busy one would only read
+        # that after its handler returns, and the gateway has already given in-flight work its grace.
+        stoppers = [threading.Thread(target=worker.stop) for worker in idle]
+        stoppers += [threading.Thread(target=worker.kill) for worker in busy]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+
+    def kill_all(self) -> None:
+        """A forced stop: every worker, busy or not, dies now; in-flight invocations fail."""
+        with self._changed:
+            self._closed = True
+            workers = list(self._all)
+            self._changed.notify_all()
         for worker in workers:
-            worker.stop()
+            worker.signal_kill()
 
 
 class Functions:
@@ -273,14 +307,27 @@ class Functions:
         self.pools = dict(pools)
         # One thread per in-flight invocation: the default executor's handful would queue them.
         self._executor = ThreadPoolExecutor(max_workers=len(self.pools) * MAX_WORKERS_PER_FUNCTION + 8)
+        # Invocations beyond a function's worker cap wait here, on the event loop, not in an
+        # executor thread: a flood on one slow function must not take the threads every other
+        # function (the authorizer, $disconnect) needs.
+        self._slots: dict[str, asyncio.Semaphore] = {}
 
     async def invoke(self, function_id: str, event: Any, request_id: str | None = None) -> Any:
         pool = self.pools[function_id]
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, pool.invoke, event, request_id)
+        slots = self._slots.setdefault(function_id, asyncio.Semaphore(MAX_WORKERS_PER_FUNCTION))
+        async with slots:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(self._executor, pool.invoke, event, request_id)
+            except RuntimeError as error:  # the executor is shut down: the stack is stopping
+                raise WorkerCrashError(f"{function_id}: the local stack is stopping ({error})") from None
 
     def worker_pids(self) -> list[int]:
         return [pid for pool in self.pools.values() for pid in pool.worker_pids()]
+
+    def kill_all(self) -> None:
+        for pool in self.pools.values():
+            pool.kill_all()
 
     def close(self) -> None:
         closers = [threading.Thread(target=pool.close) for pool in self.pools.values()]

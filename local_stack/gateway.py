@@ -15,7 +15,7 @@ from enum import IntEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from local_stack.apigateway_events import (
     CONNECT_ROUTE,
@@ -38,9 +38,14 @@ from local_stack.template import Authorizer, Route, WebSocketApi
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 128 * 1024
+MAX_FRAME_BYTES = 32 * 1024
 CLOSE_HANDSHAKE_SECONDS = 3.0
 UNAUTHORIZED_MESSAGE = "Unauthorized"
 DISCONNECT_WAIT_SECONDS = 60.0
+# On shutdown, message invocations still running get this long before their workers are stopped
+# (a hung handler must not hold Ctrl-C for its whole Timeout).
+SHUTDOWN_INFLIGHT_SECONDS = 5.0
+_DATA_OPCODES = (0x0, 0x1, 0x2)  # continuation, text, binary
 
 
 class CloseCode(IntEnum):
@@ -74,6 +79,101 @@ class HandshakeRefusedError(Exception):
 
 def _gateway_error(status: int, message: str) -> HandshakeRefusedError:
     return HandshakeRefusedError(status, json.dumps({"message": message}))
+
+
+class FrameSizeGuard:
+    """Sits in front of aiohttp's WebSocket parser and follows the frame headers of the raw
+    stream (payload bytes are only counted, never copied): a data frame over `max_frame_bytes`
+    fails the connection with 1009, as API Gateway does for frames over 32 KB. aiohttp itself
+    only limits whole messages, which is the 128 KB limit."""
+
+    def __init__(self, inner: Any, queue: Any, max_frame_bytes: int) -> None:
+        self._inner = inner
+        self._queue = queue
+        self._max_frame_bytes = max_frame_bytes
+        self._header = bytearray()
+        self._payload_left = 0
+        self._failed = False
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+    def feed_data(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes]:
+        if self._failed:
+            return True, b""
+        data = bytes(data)
+        oversized_at = self.scan(data)
+        if oversized_at is None:
+            return self._inner.feed_data(data)
+        if oversized_at > 0:  # the frames before the oversized one are delivered
+            self._inner.feed_data(data[:oversized_at])
+        self._failed = True
+        if self._queue.exception() is None:
+            self._queue.set_exception(
+                WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, f"Frame size exceeds limit {self._max_frame_bytes}")
+            )
+        return True, b""
+
+    def scan(self, data: bytes) -> int | None:
+        """Follows frame boundaries; the offset of an oversized data frame's header, if any."""
+        position, end = 0, len(data)
+        while position < end:
+            if self._payload_left:
+                step = min(self._payload_left, end - position)
+                self._payload_left -= step
+                position += step
+                continue
+            frame_start = position - len(self._header)
+            missing = self._header_length() - len(self._header)
+            self._header += data[position : position + missing]
+            position += min(missing, end - position)
+            if len(self._header) < self._header_length():
+                continue  # the rest of the header is in the next chunk (or the length grew)
+            opcode, flag = self._header[0] & 0x0F, self._header[1] & 0x7F
+            length = flag
+            if flag == 126:
+                length = int.from_bytes(self._header[2:4], "big")
+            elif flag == 127:
+                length = int.from_bytes(self._header[2:10], "big")
+            self._header.clear()
+            if opcode in _DATA_OPCODES and length > self._max_frame_bytes:
+                return max(frame_start, 0)
+            self._payload_left = length
+        return None
+
+    def _header_length(self) -> int:
+        if len(self._header) < 2:
+            return 2
+        flag = self._header[1] & 0x7F
+        extended = 2 if flag == 126 else 8 if flag == 127 else 0
+        return 2 + extended + (4 if self._header[1] & 0x80 else 0)
+
+
+class GatewayWebSocketResponse(web.WebSocketResponse):
+    """aiohttp's WebSocket response with API Gateway's limits: 128 KB messages, 32 KB frames, no
+    permessage-deflate (API Gateway negotiates no extension, so frame sizes are wire sizes)."""
+
+    def __init__(self) -> None:
+        # aiohttp refuses a message whose size reaches max_msg_size; 128 KB itself is allowed.
+        super().__init__(
+            max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=False, timeout=CLOSE_HANDSHAKE_SECONDS, compress=False
+        )
+
+    def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
+        # aiohttp internals (pinned in requirements/dev.txt): without them, only the 128 KB limit.
+        handler = request.protocol
+        if not hasattr(handler, "_message_tail") or not hasattr(handler, "_payload_parser"):
+            logger.warning("this aiohttp version hides its parser: the 32 KB frame limit is not enforced")
+            super()._post_start(request, protocol, writer)
+            return
+        early = bytes(handler._message_tail)  # bytes that arrived before the parser existed
+        super()._post_start(request, protocol, writer)
+        guard = FrameSizeGuard(handler._payload_parser, self._reader, MAX_FRAME_BYTES)
+        oversized_at = guard.scan(early)  # the parser has consumed them: only follow the frames
+        handler._payload_parser = guard
+        if oversized_at is not None:
+            guard._failed = True
+            self._reader.set_exception(WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit"))
 
 
 class LocalConnection:
@@ -207,6 +307,7 @@ class WebSocketGateway:
         self.limits = limits
         self.connections: dict[str, LocalConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()  # every WebSocket request, handshakes included
         self._stopping = False
 
     def live_connection(self, connection_id: str) -> LocalConnection | None:
@@ -214,9 +315,20 @@ class WebSocketGateway:
         return connection if connection is not None and connection.is_open else None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=False, timeout=CLOSE_HANDSHAKE_SECONDS)
+        socket = GatewayWebSocketResponse()
         if not socket.can_prepare(request).ok:
             return web.json_response({"message": "Upgrade Required"}, status=426)
+        if self._stopping:
+            return web.json_response({"message": "Service Unavailable"}, status=503)
+        handler_task = asyncio.current_task()
+        assert handler_task is not None
+        self._handlers.add(handler_task)
+        try:
+            return await self._handle_upgrade(request, socket)
+        finally:
+            self._handlers.discard(handler_task)
+
+    async def _handle_upgrade(self, request: web.Request, socket: GatewayWebSocketResponse) -> web.StreamResponse:
         peer = request.remote or ""
         info = ConnectionInfo(
             connection_id=new_connection_id(),
@@ -364,15 +476,13 @@ class WebSocketGateway:
     async def close_all(self) -> None:
         """Shutdown: every client gets 1001, every $disconnect runs, in-flight messages finish."""
         self._stopping = True
-        connections = list(self.connections.values())
-        for connection in connections:
+        for connection in list(self.connections.values()):
             connection.request_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
-        waits = [connection.finished.wait() for connection in connections]
-        if waits:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), DISCONNECT_WAIT_SECONDS)
+        # Handshakes still running $connect close as soon as they complete (see _handle_upgrade).
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=DISCONNECT_WAIT_SECONDS)
+            await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_INFLIGHT_SECONDS)
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=DISCONNECT_WAIT_SECONDS)
 
 
 _HEADER_SOURCE = "route.request.header."

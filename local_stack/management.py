@@ -21,6 +21,10 @@ def _gone() -> web.Response:
     return _error(410, "GoneException", "The connection with the provided id no longer exists.")
 
 
+def _payload_too_large() -> web.Response:
+    return _error(413, "PayloadTooLargeException", "Message too long")
+
+
 def _iso_8601(epoch_ms: int) -> str:
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -40,11 +44,17 @@ class ManagementApi:
         return self._gateway.live_connection(request.match_info["connection_id"])
 
     async def post_to_connection(self, request: web.Request) -> web.Response:
-        data = await request.read()
+        # Checked before reading: aiohttp would answer a body over its own 1 MB limit with a bare
+        # 413 that botocore cannot name, and a huge body need not be buffered to be refused.
+        if request.content_length is not None and request.content_length > MAX_POST_BYTES:
+            return _payload_too_large()
+        data = bytearray()  # a chunked body has no length: read at most one byte past the limit
+        while len(data) <= MAX_POST_BYTES and (chunk := await request.content.read(MAX_POST_BYTES + 1 - len(data))):
+            data += chunk
         if len(data) > MAX_POST_BYTES:
-            return _error(413, "PayloadTooLargeException", "Message too long")
+            return _payload_too_large()
         connection = self._connection(request)
-        if connection is None or not await connection.send(data):
+        if connection is None or not await connection.send(bytes(data)):
             return _gone()
         return web.Response(status=200)
 

@@ -176,6 +176,11 @@ class LocalStack:
         assert self.functions is not None
         return await self.functions.invoke(function_id, event)
 
+    def kill_workers(self) -> None:
+        """The forced part of a second Ctrl-C: in-flight invocations fail at once."""
+        if self.functions is not None:
+            self.functions.kill_all()
+
     async def stop(self) -> None:
         """Idempotent; in the order that lets every $disconnect still reach its function and moto."""
         schedules, self._schedules = self._schedules, None

@@ -4,6 +4,8 @@ the user pool. SAM's Globals are merged here; the SAM translator is not run."""
 from __future__ import annotations
 
 import copy
+import importlib.machinery
+import importlib.util
 import logging
 import re
 from collections.abc import Mapping
@@ -245,6 +247,7 @@ def _function(
         for layer in properties.get("Layers") or []
         if (layer_dir := _layer_dir(layer, resources, resolver, base_dir)) is not None
     )
+    _check_handler(logical_id, handler, code_uri, (code_dir, *layer_dirs))
     environment = (properties.get("Environment") or {}).get("Variables") or {}
     return FunctionDefinition(
         logical_id=logical_id,
@@ -256,6 +259,19 @@ def _function(
         environment_template=environment,
         schedules=_schedules(logical_id, properties.get("Events") or {}, resolver),
     )
+
+
+def _check_handler(logical_id: str, handler: str, code_uri: str, directories: tuple[Path, ...]) -> None:
+    """A handler whose module is nowhere fails at start, not as a 500 on the first invocation."""
+    module_name, _, function_name = handler.rpartition(".")
+    if not module_name or not function_name:
+        raise TemplateError(f"function {logical_id}: Handler {handler} is not <module>.<function>")
+    top_level = module_name.split(".")[0]
+    if importlib.machinery.PathFinder.find_spec(top_level, [str(d) for d in directories]) is not None:
+        return
+    if importlib.util.find_spec(top_level) is not None:  # e.g. a package of the virtualenv
+        return
+    raise TemplateError(f"function {logical_id}: Handler {handler}: no module {top_level} in CodeUri {code_uri}")
 
 
 def _layer_dir(layer: Any, resources: Mapping[str, Any], resolver: Resolver, base_dir: Path) -> Path | None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -60,10 +62,46 @@ def _log_error(request_id: str | None, error: BaseException) -> None:
     sys.stderr.flush()
 
 
+class HandlerLoadError(Exception):
+    """The init phase failed the way the Lambda runtime reports it."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def _load_handler(handler: str) -> Any:
     module_name, _, function_name = handler.rpartition(".")
-    module = importlib.import_module(module_name)
-    return getattr(module, function_name)
+    if not module_name or not function_name:
+        raise HandlerLoadError("Runtime.MalformedHandlerName", f"Bad handler '{handler}': not module.function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        message = f"Unable to import module '{module_name}': {error}"
+        raise HandlerLoadError("Runtime.ImportModuleError", message) from error
+    try:
+        return getattr(module, function_name)
+    except AttributeError:
+        raise HandlerLoadError(
+            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+        ) from None
+
+
+def _exit_with_parent() -> None:
+    """However the local stack ends (even SIGKILL), its workers and their children end too.
+
+    A worker leads its own process group (start_new_session), so that group is exactly this
+    worker and what its handler started."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def main() -> int:
@@ -78,6 +116,11 @@ def main() -> int:
     arguments = parser.parse_args()
     # Ctrl-C in the terminal is for the local stack, which shuts workers down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    # The protocol pipes are this process's alone: a subprocess the handler starts must not hold
+    # them open (a crashed worker would then not read as crashed).
+    for fd in (arguments.request_fd, arguments.response_fd):
+        os.set_inheritable(fd, False)
     sys.path[0:0] = arguments.path
     requests = Connection(arguments.request_fd, writable=False)
     responses = Connection(arguments.response_fd, readable=False)
@@ -86,7 +129,10 @@ def main() -> int:
         handler = _load_handler(arguments.handler)
     except Exception as error:
         _log_error(None, error)
-        responses.send_bytes(json.dumps(_error_payload(INIT_ERROR, error)).encode())
+        payload = _error_payload(INIT_ERROR, error)
+        if isinstance(error, HandlerLoadError):
+            payload["errorType"] = error.error_type
+        responses.send_bytes(json.dumps(payload).encode())
         return 1
     responses.send_bytes(json.dumps({"status": READY}).encode())
 

@@ -54,11 +54,6 @@ async def test_fragmented_message_over_128_kb_closes_connection_with_1009(stack:
     assert closed.code == 1009, closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: local_stack/gateway.py enforces only the 128 KB message limit (aiohttp max_msg_size); "
-    "a single 40 KB frame is accepted although protocol.md limits frames to 32 KB",
-)
 async def test_frame_over_32_kb_closes_connection_with_1009(stack: Stack):
     client = await stack.connect()
     await client.send_raw(json.dumps({"action": "heartbeat", "padding": "x" * (40 * KB)}))

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,66 @@ def test_invoke_of_a_raising_handler_exits_non_zero(tmp_path):
 def test_invoke_of_an_unknown_function_is_one_line_error():
     result = local_stack("invoke", "--template", str(FIXTURE_TEMPLATE), "--function", "NoSuchFunction")
     assert_one_line_error(result, "NoSuchFunction")
+
+
+BAD_OPTION_VALUES = [
+    ("--port", "70000"),
+    ("--port", "-1"),
+    ("--port", "eighty"),
+    ("--schedule-seconds", "0"),
+    ("--schedule-seconds", "-5"),
+    ("--schedule-seconds", "nan"),
+    ("--schedule-seconds", "inf"),
+    ("--idle-timeout-seconds", "nan"),
+    ("--max-connection-seconds", "0"),
+]
+
+
+def test_bad_option_values_are_one_line_errors():
+    def attempt(flag_value: tuple[str, str]) -> subprocess.CompletedProcess[str]:
+        return local_stack("run", "--template", str(FIXTURE_TEMPLATE), *flag_value, timeout=30)
+
+    with ThreadPoolExecutor(len(BAD_OPTION_VALUES)) as pool:
+        results = list(pool.map(attempt, BAD_OPTION_VALUES))
+    for (flag, value), result in zip(BAD_OPTION_VALUES, results, strict=True):
+        assert_one_line_error(result, flag)
+        assert value in result.stderr
+
+
+def test_token_with_a_port_out_of_range_is_one_line_error():
+    assert_one_line_error(local_stack("token", "--port", "65536"), "--port")
+
+
+def _template_with_handler(tmp_path: Path, handler: str) -> Path:
+    template = tmp_path / "template.yaml"
+    code = FIXTURE_TEMPLATE.parent / "functions" / "fail"  # imports nothing
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n"
+        "  LonelyFunction:\n"
+        "    Type: AWS::Serverless::Function\n"
+        f"    Properties: {{CodeUri: {code}, Handler: {handler}, Runtime: python3.11}}\n"
+    )
+    return template
+
+
+@pytest.mark.parametrize("handler", ["nosuchmodule.handler", "handler"])
+def test_a_handler_module_that_does_not_exist_fails_at_start(tmp_path, handler):
+    template = _template_with_handler(tmp_path, handler)
+    started = time.monotonic()
+    result = run_with("--template", str(template))
+    assert_one_line_error(result, "LonelyFunction")
+    assert handler in result.stderr
+    assert time.monotonic() - started < 20
+    invoked = local_stack("invoke", "--template", str(template), "--function", "LonelyFunction")
+    assert_one_line_error(invoked, "LonelyFunction")
+
+
+def test_a_missing_handler_function_fails_the_first_invocation_clearly(tmp_path):
+    template = _template_with_handler(tmp_path, "app.no_such_function")
+    result = local_stack("invoke", "--template", str(template), "--function", "LonelyFunction")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {
+        "errorType": "Runtime.HandlerNotFound",
+        "errorMessage": "Handler 'no_such_function' missing on module 'app'",
+    }

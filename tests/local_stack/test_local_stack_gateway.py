@@ -269,7 +269,7 @@ def test_code_and_hand_written_layers_are_on_sys_path(stack):
 def test_oversized_message_closes_with_1009_and_runs_disconnect(stack, wait_for_record):
     with open_socket(stack) as socket:
         connection_id = echo(socket)["event"]["requestContext"]["connectionId"]
-        socket.send("x" * (128 * 1024 + 1))
+        socket.send(["x" * (32 * 1024)] * 4 + ["x"])  # 128 KB + 1, no frame over 32 KB
         with pytest.raises(ConnectionClosed) as closed:
             socket.recv(timeout=10)
     assert closed.value.rcvd.code == 1009
@@ -281,7 +281,7 @@ def test_message_of_exactly_128_kb_is_accepted(stack):
     with open_socket(stack) as socket:
         body = json.dumps({"action": "echo", "pad": ""})
         padded = body[:-2] + "x" * (128 * 1024 - len(body)) + '"}'
-        socket.send(padded)
+        socket.send([padded[i : i + 32 * 1024] for i in range(0, len(padded), 32 * 1024)])  # frames of 32 KB
         reply = receive_json(socket)
     assert reply["bodyLength"] == 128 * 1024
 
