@@ -46,15 +46,21 @@ async def test_speaker_refresh_complete_names_the_session_role_and_new_expiry(st
     assert refreshed["expiresAt"] >= created["expiresAt"]
 
 
-async def test_closing_the_refreshed_speaker_connection_ends_the_session(stack: Stack):
+async def refreshed_speaker_with_a_listener(stack: Stack):
+    """A session with one listener whose speaker refreshed onto a new connection:
+    (old connection, new connection, session id, listener)."""
     token = stack.new_speaker_token()
     old, created = await stack.speaker_with_session(token)
     session_id = created["sessionId"]
     listener = await stack.listener_in(session_id)
     new = await stack.connect(token)
-    assert (await new.request("refreshConnection", sessionId=session_id, role="speaker"))["type"] == (
-        "connectionRefreshComplete"
-    )
+    refreshed = await new.request("refreshConnection", sessionId=session_id, role="speaker")
+    assert refreshed["type"] == "connectionRefreshComplete", refreshed
+    return old, new, session_id, listener
+
+
+async def test_closing_the_refreshed_speaker_connection_ends_the_session(stack: Stack):
+    old, new, session_id, listener = await refreshed_speaker_with_a_listener(stack)
     await old.close()
     # WHEN the current (new) speaker connection closes
     await new.close()
@@ -64,14 +70,7 @@ async def test_closing_the_refreshed_speaker_connection_ends_the_session(stack: 
 
 
 async def test_old_speaker_connection_may_no_longer_act_for_the_session(stack: Stack):
-    token = stack.new_speaker_token()
-    old, created = await stack.speaker_with_session(token)
-    session_id = created["sessionId"]
-    listener = await stack.listener_in(session_id)
-    new = await stack.connect(token)
-    assert (await new.request("refreshConnection", sessionId=session_id, role="speaker"))["type"] == (
-        "connectionRefreshComplete"
-    )
+    old, new, _, listener = await refreshed_speaker_with_a_listener(stack)
     # WHEN the old connection asks for the status or tries to end the session THEN it is forbidden
     assert_error(await old.request("getSessionStatus"), "FORBIDDEN", 403)
     assert_error(await old.request("endSession"), "FORBIDDEN", 403)
