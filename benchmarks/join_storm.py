@@ -13,6 +13,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import websockets
 
@@ -81,12 +82,53 @@ async def _storm(stack: dict, listeners: int = LISTENERS) -> dict:
     }
 
 
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """VmHWM: the most resident memory the process ever had (Linux only)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _worker_memory(stack_pid: int) -> list[float]:
+    """Peak memory of every function execution environment (worker) of the stack."""
+    peaks = []
+    for pid in _descendants(stack_pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "local_stack/worker.py" in command and (peak := _peak_rss_mb(pid)) is not None:
+            peaks.append(peak)
+    return peaks
+
+
 def report() -> None:
     with running_stack() as stack:
         # A first round starts the functions' execution environments (cold starts are a
         # property of the local stack's process pool, not of the code paths measured here).
         asyncio.run(_storm(stack, listeners=max(CONCURRENCY, 10)))
         figures = asyncio.run(_storm(stack))
+        memory = _worker_memory(stack["pid"])
     print(f"\n== Join storm: {figures['listeners']} listeners from one IP, {figures['concurrency']} at a time")
     print(f"outcomes: {figures['outcomes']}   listenerCount afterwards: {figures['listenerCount']}")
     print(
@@ -94,6 +136,11 @@ def report() -> None:
         f"   throughput {figures['listeners'] / figures['seconds']:.0f} joins/s"
     )
     print(f"heartbeat round trip ms: p50 {figures['heartbeat_p50']:.0f}  p95 {figures['heartbeat_p95']:.0f}")
+    if memory:
+        print(
+            f"function environments: {len(memory)}, peak memory MB: max {max(memory):.0f}, "
+            f"median {statistics.median(memory):.0f} (Lambda MemorySize is 256 MB, the heartbeat 192 MB)"
+        )
 
 
 if __name__ == "__main__":
