@@ -324,12 +324,12 @@ class SessionService:
                 session_id=session_id,
             )
 
-    def _require_free_connection(self, caller: Caller, session_id: str | None = None) -> None:
+    def _require_free_connection(self, caller: Caller) -> None:
+        """Checked before the hourly creation limit is charged (the create transaction would
+        refuse a busy connection too, but only after the quota was spent)."""
         connection = self.connections.get(caller.connection_id)
         if connection is not None and connection.session_id:
-            raise InvalidActionError(
-                "This connection already holds a role in a session; leave it first.", session_id=session_id
-            )
+            raise InvalidActionError("This connection already holds a role in a session; leave it first.")
 
     def _raise_for(self, outcome: Outcome, session_id: str) -> None:
         errors: dict[Outcome, SessionServiceError] = {

@@ -70,10 +70,9 @@ class ConditionFailed(Exception):
     """A condition expression did not hold. ``reasons`` has one code per transaction item
     (``"None"`` where that item's condition held) when DynamoDB reports them."""
 
-    def __init__(self, reasons: list[str] | None = None, item: dict[str, Any] | None = None):
+    def __init__(self, reasons: list[str] | None = None):
         super().__init__("condition failed")
         self.reasons = reasons or []
-        self.item = item
 
     def failed_at(self, index: int) -> bool:
         if not self.reasons:
@@ -135,7 +134,7 @@ class DynamoDB:
                 raise ServiceUnavailableError() from error
             _record(breakers, success=True)  # DynamoDB answered: not an outage
             if outcome is _Answer.CONDITION:
-                raise ConditionFailed(_cancellation_reasons(error), from_item(error.response.get("Item"))) from None
+                raise ConditionFailed(_cancellation_reasons(error)) from None
             if outcome is _Answer.MISCONFIGURED:
                 logger.error(
                     "DynamoDB refused the request: check the function's permissions and tables",
