@@ -23,7 +23,7 @@ def test_real_template_routes_are_all_discovered(real):
         "$connect", "$disconnect", "$default", "createSession", "joinSession", "heartbeat",
         "refreshConnection", "getSessionStatus", "endSession", "leaveSession",
     }  # fmt: skip
-    assert real.api.routes["getSessionStatus"].function_id == "SessionStatusFunction"
+    assert real.api.routes["getSessionStatus"].function_id == "GetSessionStatusFunction"
     assert real.api.routes["$default"].function_id == "DefaultRouteFunction"
     assert real.api.route_selection_expression == "$request.body.action"
     assert real.api.stage_name == "dev"
