@@ -31,8 +31,22 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _non_negative_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigurationError(f"{name} must be zero or a positive finite number, got {raw!r}")
+    return value
+
+
 def _text(name: str, raw: str) -> str:
     return raw
+
+
+# A float setting for which zero is meaningful (Settings' parsers are chosen by annotation name).
+NonNegativeFloat = float
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,13 @@ class Settings:
     rate_limit_heartbeats_per_min: int = 6
     session_id_max_attempts: int = 10
     broadcast_concurrency: int = 16
+    # 0 ends a session the moment its speaker's connection goes away (the behaviour before
+    # decision 37); otherwise the same user may reclaim it for this long.
+    speaker_reconnect_grace_seconds: NonNegativeFloat = 30.0
+    # Rate-limit keys are HMACs under this per-stack secret: given directly (local stack), or
+    # read once per container from Secrets Manager (deployed stacks).
+    rate_limit_key_secret: str = ""
+    rate_limit_key_secret_arn: str = ""
 
     @property
     def session_duration_seconds(self) -> int:
@@ -90,6 +111,7 @@ class Settings:
             "int": _positive_int,
             "float": _positive_number,
             "str": _text,
+            "NonNegativeFloat": _non_negative_number,
         }
         values: dict[str, object] = {}
         for field in fields(cls):
