@@ -1,0 +1,78 @@
+// Starts the local stack exactly as `make run` does (python -m local_stack run), on a free port, for
+// the Node and browser tests; every URL comes from its ready file, never from a guessed port.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const READY_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 60_000;
+
+function python() {
+  const venv = path.join(REPO_ROOT, ".venv/bin/python");
+  return process.env.LOCAL_STACK_PYTHON ?? (existsSync(venv) ? venv : "python3");
+}
+
+/**
+ * @param {{parameters?: Record<string, string>, scheduleSeconds?: number}} [options]
+ * @returns {Promise<{info: any, tokenUrl: string, speakerToken: (email?: string) => Promise<string>, log: () => string, stop: () => Promise<void>}>}
+ */
+export async function startStack({ parameters, scheduleSeconds } = {}) {
+  const workdir = mkdtempSync(path.join(tmpdir(), "js-local-stack-"));
+  const readyFile = path.join(workdir, "ready.json");
+  const logFile = path.join(workdir, "stack.log");
+  const args = ["-m", "local_stack", "run", "--template", path.join(REPO_ROOT, "template.yaml"), "--port", "0"];
+  args.push("--ready-file", readyFile);
+  if (parameters) {
+    const envVars = path.join(workdir, "env.json");
+    writeFileSync(envVars, JSON.stringify({ Parameters: parameters }));
+    args.push("--env-vars", envVars);
+  }
+  if (scheduleSeconds) args.push("--schedule-seconds", String(scheduleSeconds));
+  const pythonPath = [path.join(REPO_ROOT, "layers/session_manager/python"), REPO_ROOT, process.env.PYTHONPATH ?? ""];
+  const { openSync } = await import("node:fs");
+  const logFd = openSync(logFile, "w");
+  const child = spawn(python(), args, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PYTHONPATH: pythonPath.join(path.delimiter) },
+    stdio: ["ignore", logFd, logFd],
+  });
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const log = () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
+  let info;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!info) {
+    if (existsSync(readyFile)) {
+      info = JSON.parse(readFileSync(readyFile, "utf8"));
+      break;
+    }
+    if (child.exitCode !== null) throw new Error(`the local stack exited with ${child.exitCode}:\n${log().slice(-4000)}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`the local stack was not ready in ${READY_TIMEOUT_MS / 1000} s:\n${log().slice(-4000)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const tokenUrl = new URL("/_local/token", info.pageUrl).href;
+  return {
+    info,
+    tokenUrl,
+    log,
+    async speakerToken(email) {
+      const response = await fetch(email ? `${tokenUrl}?email=${encodeURIComponent(email)}` : tokenUrl);
+      if (!response.ok) throw new Error(`token endpoint answered ${response.status}`);
+      return (await response.text()).trim();
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(workdir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,189 @@
+// The client against a scripted server over real sockets (ws on port 0): the cases the real stack
+// cannot be made to produce on demand (the same broadcast on both connections of a refresh, a
+// heartbeat that is never acknowledged, a server that stays away).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import WebSocket, { WebSocketServer } from "ws";
+
+import { ListenerClient, State } from "../live-translation-client.js";
+
+/** A server whose every connection is answered by `script(socket, message, server)`. */
+async function scriptedServer(script) {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => server.once("listening", resolve));
+  const sockets = [];
+  server.on("connection", (socket) => {
+    sockets.push(socket);
+    socket.on("message", (data) => script(socket, JSON.parse(String(data)), sockets));
+  });
+  return {
+    url: `ws://127.0.0.1:${server.address().port}/dev`,
+    sockets,
+    close: () => new Promise((resolve) => {
+      for (const socket of server.clients) socket.terminate();
+      server.close(resolve);
+    }),
+  };
+}
+
+const send = (socket, message) => socket.send(JSON.stringify({ timestamp: Date.now(), ...message }));
+
+function joinAndRefreshScript(socket, message) {
+  if (message.action === "joinSession") {
+    send(socket, { type: "sessionJoined", sessionId: message.sessionId, targetLanguage: message.targetLanguage, sourceLanguage: "en", connectionId: "L" });
+  } else if (message.action === "heartbeat") {
+    send(socket, { type: "heartbeatAck" });
+  } else if (message.action === "refreshConnection") {
+    send(socket, { type: "connectionRefreshComplete", sessionId: message.sessionId, role: "listener", targetLanguage: message.targetLanguage });
+  }
+}
+
+function until(predicate, what, timeoutMs = 10_000) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const poll = () => {
+      if (predicate()) resolve();
+      else if (Date.now() - started > timeoutMs) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(poll, 10);
+    };
+    poll();
+  });
+}
+
+test("a refresh delivers a broadcast that reaches both connections once, and one that reaches only the old one too", async (t) => {
+  const server = await scriptedServer(joinAndRefreshScript);
+  t.after(() => server.close());
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60 });
+  t.after(() => listener.close());
+  const states = [];
+  const captions = [];
+  listener.on("state", (event) => states.push(event.state));
+  listener.on("caption", (event) => captions.push(event.text));
+  await listener.joinSession({ sessionId: "Faithful Shepherd 427", targetLanguage: "es" });
+  const [old] = server.sockets;
+  send(old, { type: "connectionRefreshRequired", sessionId: "faithful-shepherd-427", role: "listener", targetLanguage: "es", message: "refresh" });
+  await listener.once("refreshed");
+  const [, fresh] = server.sockets;
+  assert.ok(fresh, "a second connection was opened");
+  // The same broadcast on both (each with its own timestamp), then one the old one still carried.
+  send(fresh, { type: "caption", text: "uno" });
+  send(old, { type: "caption", text: "uno", timestamp: Date.now() + 1 });
+  send(old, { type: "caption", text: "dos" });
+  send(fresh, { type: "caption", text: "tres" });
+  await until(() => captions.length >= 3, "three captions");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(captions.sort(), ["dos", "tres", "uno"]);
+  await until(() => old.readyState === WebSocket.CLOSED, "the old connection to close");
+  assert.deepEqual(states, ["connecting", "connected", "live"], "no visible break");
+});
+
+test("the old connection closes only after connectionRefreshComplete", async (t) => {
+  let releaseComplete;
+  const completeSent = new Promise((resolve) => {
+    releaseComplete = resolve;
+  });
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "refreshConnection") {
+      completeSent.then(() => joinAndRefreshScript(socket, message));
+    } else joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60 });
+  t.after(() => listener.close());
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  const [old] = server.sockets;
+  send(old, { type: "connectionRefreshRequired", sessionId: "faithful-shepherd-427", role: "listener", targetLanguage: "es", message: "refresh" });
+  await until(() => server.sockets.length === 2, "the new connection");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(old.readyState, WebSocket.OPEN, "old connection kept while the refresh is unanswered");
+  releaseComplete();
+  await listener.once("refreshed");
+  await until(() => old.readyState === WebSocket.CLOSED, "the old connection to close");
+});
+
+test("a heartbeat that is never acknowledged counts the connection as dead and the listener rejoins", async (t) => {
+  let ackHeartbeats = false;
+  const joins = [];
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "heartbeat" && !ackHeartbeats) return;
+    if (message.action === "joinSession") joins.push(message);
+    joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({
+    url: server.url,
+    WebSocket,
+    heartbeatIntervalSeconds: 0.2,
+    heartbeatAckTimeoutSeconds: 0.3,
+    backoff: { initialDelaySeconds: 0.05, maxDelaySeconds: 0.1 },
+  });
+  t.after(() => listener.close());
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "fr" });
+  ackHeartbeats = false;
+  const reconnecting = await listener.once("state");
+  assert.equal(reconnecting.state, State.RECONNECTING);
+  assert.equal(reconnecting.error.code, "CONNECTION_LOST");
+  ackHeartbeats = true;
+  await listener.once("reconnected");
+  assert.equal(listener.state, State.LIVE);
+  assert.deepEqual(joins.at(-1), { action: "joinSession", sessionId: "faithful-shepherd-427", targetLanguage: "fr" });
+});
+
+test("reconnecting waits a jittered, growing delay and gives up after the bound in the state failed", async (t) => {
+  const server = await scriptedServer(joinAndRefreshScript);
+  const url = server.url;
+  const draws = [];
+  const listener = new ListenerClient({
+    url,
+    WebSocket,
+    heartbeatIntervalSeconds: 60,
+    connectTimeoutSeconds: 1,
+    backoff: { initialDelaySeconds: 0.1, maxDelaySeconds: 0.4 },
+    giveUpAfterSeconds: 1.5,
+    random: () => {
+      draws.push(1);
+      return 0.999;
+    },
+  });
+  t.after(() => listener.close());
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  const attempts = [];
+  listener.on("reconnectFailed", (event) => attempts.push({ at: Date.now(), code: event.error.code }));
+  await server.close(); // the service goes away for good
+  const failed = await new Promise((resolve) => listener.on("state", (event) => event.state === State.FAILED && resolve(event)));
+  assert.equal(failed.error.code, "GAVE_UP");
+  assert.match(failed.error.sentence, /stopped trying/);
+  assert.ok(attempts.length >= 3, `several attempts before giving up (${attempts.length})`);
+  assert.ok(attempts.every((attempt) => attempt.code === "CONNECTION_FAILED"));
+  assert.ok(draws.length >= attempts.length - 1, "every wait after the first attempt is drawn");
+});
+
+test("a rejoin answered SESSION_NOT_FOUND ends the session instead of retrying", async (t) => {
+  let sessionGone = false;
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "joinSession" && sessionGone) {
+      send(socket, { type: "error", code: "SESSION_NOT_FOUND", message: "No active session", status: 404, requestId: "r", sessionId: message.sessionId });
+    } else joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60, backoff: { initialDelaySeconds: 0.05, maxDelaySeconds: 0.1 } });
+  t.after(() => listener.close());
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  sessionGone = true;
+  server.sockets[0].terminate();
+  const ended = await listener.once("sessionEnded");
+  assert.equal(ended.sessionId, "faithful-shepherd-427");
+  assert.equal(listener.state, State.ENDED);
+});
+
+test("a frame without type answers the pending request as an internal error", async (t) => {
+  const server = await scriptedServer((socket) => socket.send(JSON.stringify({ message: "Internal server error", connectionId: "x", requestId: "y" })));
+  t.after(() => server.close());
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60 });
+  t.after(() => listener.close());
+  await assert.rejects(listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" }), (error) => {
+    assert.equal(error.code, "INTERNAL_ERROR");
+    assert.equal(error.sentence, "Something went wrong on the server.");
+    return true;
+  });
+});
