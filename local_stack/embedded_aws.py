@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from local_stack import moto_dynamodb
 from local_stack.intrinsics import REGION
 from local_stack.template import StackTemplate, TableDefinition
 
@@ -37,6 +38,8 @@ class EmbeddedAws:
         self._users_lock = threading.Lock()
 
     def start(self) -> None:
+        # Isolation, cheap rollback and ClientRequestToken, as DynamoDB has them (see the module).
+        moto_dynamodb.install()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
