@@ -6,7 +6,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
+// The checkout whose stack runs; another one only when a developer points at it on purpose.
+const STACK_ROOT = path.resolve(process.env.LOCAL_STACK_ROOT ?? REPO_ROOT);
 const READY_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 60_000;
 
@@ -23,7 +25,7 @@ export async function startStack({ parameters, scheduleSeconds } = {}) {
   const workdir = mkdtempSync(path.join(tmpdir(), "js-local-stack-"));
   const readyFile = path.join(workdir, "ready.json");
   const logFile = path.join(workdir, "stack.log");
-  const args = ["-m", "local_stack", "run", "--template", path.join(REPO_ROOT, "template.yaml"), "--port", "0"];
+  const args = ["-m", "local_stack", "run", "--template", path.join(STACK_ROOT, "template.yaml"), "--port", "0"];
   args.push("--ready-file", readyFile);
   if (parameters) {
     const envVars = path.join(workdir, "env.json");
@@ -31,11 +33,11 @@ export async function startStack({ parameters, scheduleSeconds } = {}) {
     args.push("--env-vars", envVars);
   }
   if (scheduleSeconds) args.push("--schedule-seconds", String(scheduleSeconds));
-  const pythonPath = [path.join(REPO_ROOT, "layers/session_manager/python"), REPO_ROOT, process.env.PYTHONPATH ?? ""];
+  const pythonPath = [path.join(STACK_ROOT, "layers/session_manager/python"), STACK_ROOT, process.env.PYTHONPATH ?? ""];
   const { openSync } = await import("node:fs");
   const logFd = openSync(logFile, "w");
   const child = spawn(python(), args, {
-    cwd: REPO_ROOT,
+    cwd: STACK_ROOT,
     env: { ...process.env, PYTHONPATH: pythonPath.join(path.delimiter) },
     stdio: ["ignore", logFd, logFd],
   });

@@ -1,0 +1,174 @@
+// The client against the real local stack (python -m local_stack run), over real sockets.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import WebSocket from "ws";
+
+import { ListenerClient, SpeakerClient, State } from "../live-translation-client.js";
+import { startStack } from "./support/local-stack.js";
+
+// Refresh due after 1.2 s, heartbeats every second: a refresh happens within seconds.
+const FAST = {
+  CONNECTION_REFRESH_MINUTES: "0.02",
+  CONNECTION_WARNING_MINUTES: "0.5",
+  HEARTBEAT_INTERVAL_SECONDS: "1",
+  RATE_LIMIT_HEARTBEATS_PER_MIN: "200",
+  MAX_LISTENERS_PER_SESSION: "3",
+};
+
+function until(predicate, what, timeoutMs = 20_000) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const poll = async () => {
+      try {
+        if (await predicate()) return resolve();
+      } catch {
+        // not yet
+      }
+      if (Date.now() - started > timeoutMs) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(poll, 50);
+    };
+    poll();
+  });
+}
+
+function recorder(client, ...types) {
+  return recordInto([], client, ...types);
+}
+
+function recordInto(seen, client, ...types) {
+  for (const type of types) client.on(type, (event) => seen.push({ type, ...event }));
+  return seen;
+}
+
+async function dropFromServer(stack, connectionId) {
+  const url = `${stack.info.managementEndpoint}/@connections/${encodeURIComponent(connectionId)}`;
+  const response = await fetch(url, { method: "DELETE" });
+  assert.equal(response.status, 204, `DELETE @connections answered ${response.status}`);
+}
+
+describe("against the local stack", () => {
+  let stack;
+  const clients = [];
+  const speaker = (options = {}) => {
+    const client = new SpeakerClient({ url: stack.info.websocketUrl, WebSocket, heartbeatIntervalSeconds: 1, getToken: () => stack.speakerToken(), ...options });
+    clients.push(client);
+    return client;
+  };
+  const listener = (options = {}) => {
+    const client = new ListenerClient({ url: stack.info.websocketUrl, WebSocket, heartbeatIntervalSeconds: 1, backoff: { initialDelaySeconds: 0.2, maxDelaySeconds: 1 }, ...options });
+    clients.push(client);
+    return client;
+  };
+
+  before(async () => {
+    stack = await startStack({ parameters: FAST, scheduleSeconds: 1 });
+  });
+  after(async () => {
+    for (const client of clients) client.close();
+    await stack?.stop();
+  });
+
+  test("a speaker creates, listeners join by typed ids, the speaker sees them per language, and End reaches everyone once", async () => {
+    // Heartbeats every 30 s: no refresh (each briefly counts a listener twice) during this test.
+    const host = speaker({ heartbeatIntervalSeconds: 30 });
+    const created = await host.createSession({ sourceLanguage: "en" });
+    assert.match(created.sessionId, /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/);
+    assert.equal(host.state, State.LIVE);
+    const spanish = listener({ heartbeatIntervalSeconds: 30 });
+    const french = listener({ heartbeatIntervalSeconds: 30 });
+    const [, second, number] = created.sessionId.split("-");
+    await spanish.joinSession({ sessionId: ` ${created.sessionId.toUpperCase()} `, targetLanguage: "es" });
+    await french.joinSession({ sessionId: `${created.sessionId.split("-")[0]} ${second}${number}`, targetLanguage: "fr" });
+    await until(async () => {
+      const status = await host.getSessionStatus();
+      return status.languageDistribution.es === 1 && status.languageDistribution.fr === 1;
+    }, "one listener per language");
+    const endings = recordInto(recorder(spanish, "sessionEnded"), french, "sessionEnded");
+    const ended = await host.endSession();
+    assert.equal(ended.reason, "speakerEnded");
+    await until(() => endings.length === 2, "both listeners told");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(endings.length, 2, "each listener told once");
+    assert.ok(endings.every((event) => event.text === "The speaker ended the session."));
+    assert.equal(spanish.state, State.ENDED);
+  });
+
+  test("both sides pass several forced refreshes without leaving the live state, and End still reaches the listener once", async () => {
+    const host = speaker();
+    const created = await host.createSession({ sourceLanguage: "en" });
+    const guest = listener();
+    await guest.joinSession({ sessionId: created.sessionId, targetLanguage: "de" });
+    const hostStates = recorder(host, "state");
+    const guestStates = recorder(guest, "state");
+    const hostRefreshes = recorder(host, "refreshed");
+    const guestRefreshes = recorder(guest, "refreshed");
+    await until(() => hostRefreshes.length >= 2 && guestRefreshes.length >= 2, "two refreshes on each side", 40_000);
+    assert.deepEqual(hostStates, []);
+    assert.deepEqual(guestStates, []);
+    assert.equal(hostRefreshes[0].role, "speaker");
+    assert.ok(hostRefreshes[0].expiresAt > created.expiresAt - 1, "a speaker refresh moves the expiry");
+    const status = await host.getSessionStatus(); // answered on the new connection: it is the speaker now
+    assert.equal(status.sessionId, created.sessionId);
+    const endings = recorder(guest, "sessionEnded");
+    await host.endSession();
+    await until(() => endings.length === 1, "the listener told");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(endings.length, 1);
+  });
+
+  test("a listener dropped by the server rejoins the same session and language by itself", async () => {
+    const host = speaker();
+    const created = await host.createSession({ sourceLanguage: "en" });
+    const guest = listener({ heartbeatIntervalSeconds: 30 }); // no refresh during this test
+    const joined = await guest.joinSession({ sessionId: created.sessionId, targetLanguage: "pt" });
+    const states = recorder(guest, "state");
+    await dropFromServer(stack, joined.connectionId);
+    const rejoined = await guest.once("reconnected");
+    assert.equal(rejoined.sessionId, created.sessionId);
+    assert.equal(rejoined.targetLanguage, "pt");
+    assert.notEqual(rejoined.connectionId, joined.connectionId);
+    assert.deepEqual(states.map((event) => event.state), [State.RECONNECTING, State.LIVE]);
+    assert.equal(states[0].text, "Connection lost. Reconnecting…");
+    await host.endSession();
+  });
+
+  test("every error a listener can meet arrives as its code and plain sentence", async () => {
+    const guest = listener();
+    await assert.rejects(guest.joinSession({ sessionId: "unheard-nowhere-101", targetLanguage: "es" }), {
+      code: "SESSION_NOT_FOUND",
+      sentence: "No session is running with that id.",
+    });
+    await assert.rejects(guest.joinSession({ sessionId: "shepherd", targetLanguage: "es" }), { code: "INVALID_SESSION_ID" });
+    const host = speaker();
+    const created = await host.createSession({ sourceLanguage: "en" });
+    await assert.rejects(guest.joinSession({ sessionId: created.sessionId, targetLanguage: "sw" }), { code: "UNSUPPORTED_LANGUAGE" });
+    await assert.rejects(guest.joinSession({ sessionId: created.sessionId, targetLanguage: "ES" }), { code: "INVALID_LANGUAGE" });
+    const seats = [listener(), listener(), listener()];
+    for (const seat of seats) await seat.joinSession({ sessionId: created.sessionId, targetLanguage: "es" });
+    await assert.rejects(guest.joinSession({ sessionId: created.sessionId, targetLanguage: "es" }), {
+      code: "SESSION_FULL",
+      sentence: "This session is full.",
+    });
+    assert.equal(guest.state, State.CONNECTED, "a failed join leaves the connection usable");
+    await host.endSession();
+  });
+
+  test("a speaker token of another user cannot take over the session", async () => {
+    const host = speaker();
+    const created = await host.createSession({ sourceLanguage: "en" });
+    const intruder = speaker({ getToken: () => stack.speakerToken("someone-else@example.org") });
+    await assert.rejects(intruder.resumeSession(created.sessionId), { code: "FORBIDDEN" });
+    await host.endSession();
+  });
+
+  test("a speaker who reloads the page takes the session back from a new connection", async () => {
+    const first = speaker({ heartbeatIntervalSeconds: 30 });
+    const created = await first.createSession({ sourceLanguage: "en" });
+    const reloaded = speaker({ heartbeatIntervalSeconds: 30 });
+    const complete = await reloaded.resumeSession(created.sessionId);
+    assert.equal(complete.sessionId, created.sessionId);
+    assert.equal(reloaded.state, State.LIVE);
+    first.close();
+    await reloaded.endSession();
+  });
+});
