@@ -1,6 +1,12 @@
 """Functions run like Lambda: per function, a pool of worker processes (execution environments),
 each warm between invocations; a busy pool grows so a slow invocation never stalls another, and
-an invocation past the function's Timeout kills its worker."""
+an invocation past the function's Timeout kills its worker.
+
+Where this differs from Lambda (docs/local-stack.md, "Execution environments under load"): on
+one machine, environments share its cores, so they are started ahead of demand (a warm pool,
+grown when the last idle one is taken) a few at a time through one gate, and the 10-second init
+limit counts only the time an init could run: time spent waiting for a core, or for the gate,
+while other environments start, is not charged to it."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from local_stack import worker as worker_protocol
+from local_stack.errors import LocalStackError
 from local_stack.template import FunctionDefinition, function_arn
 
 logger = logging.getLogger(__name__)
@@ -29,7 +36,38 @@ logger = logging.getLogger(__name__)
 WORKER_SCRIPT = Path(worker_protocol.__file__).resolve()
 MAX_WORKERS_PER_FUNCTION = 10
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase, which does not count against Timeout
+# However busy the machine, an init that has not finished after this long is stuck, not slow.
+INIT_WALL_LIMIT_SECONDS = 120.0
+INIT_POLL_SECONDS = 0.25
 SHUTDOWN_GRACE_SECONDS = 2.0
+WARM_ENVIRONMENTS_VARIABLE = "LOCAL_STACK_WARM_ENVIRONMENTS"
+DEFAULT_WARM_ENVIRONMENTS = 1
+# Inits are CPU-bound (imports): more at once than there are cores only makes each one slower.
+INIT_GATE = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+
+
+def warm_environments(environ: Mapping[str, str] = os.environ) -> int:
+    """The warm pool's size per function, from LOCAL_STACK_WARM_ENVIRONMENTS (0 to 10)."""
+    raw = environ.get(WARM_ENVIRONMENTS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_WARM_ENVIRONMENTS
+    if not raw.isdigit() or int(raw) > MAX_WORKERS_PER_FUNCTION:
+        raise LocalStackError(
+            f"{WARM_ENVIRONMENTS_VARIABLE} must be a whole number from 0 to {MAX_WORKERS_PER_FUNCTION}, got {raw!r}"
+        )
+    return int(raw)
+
+
+def _runqueue_wait_seconds(pid: int) -> float | None:
+    """How long the process's threads have waited for a core (runnable, not running), from the
+    kernel's schedstat; None where the kernel does not say."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / 1e9
 
 
 class InvocationError(Exception):
@@ -129,8 +167,9 @@ class Worker:
         return self._process.pid
 
     def wait_until_ready(self) -> None:
-        """The init phase: importing the handler module, with Lambda's 10-second limit."""
-        response = self._receive(INIT_TIMEOUT_SECONDS, what="init")
+        """The init phase: importing the handler module, with Lambda's 10-second limit counted in
+        time the init could run (see the module's docstring)."""
+        response = self._receive_init()
         if response.get("status") != worker_protocol.READY:
             self.kill()
             error_type = str(response.get("errorType", ""))
@@ -153,12 +192,29 @@ class Worker:
             return response.get("result")
         raise FunctionError(self.function.logical_id, response)
 
+    def _receive_init(self) -> dict[str, Any]:
+        started = time.monotonic()
+        waited_before = _runqueue_wait_seconds(self.pid)
+        try:
+            while not self._responses.poll(INIT_POLL_SECONDS):
+                elapsed = time.monotonic() - started
+                waited_now = _runqueue_wait_seconds(self.pid)
+                starved = 0.0 if waited_before is None or waited_now is None else waited_now - waited_before
+                if elapsed - starved >= INIT_TIMEOUT_SECONDS or elapsed >= INIT_WALL_LIMIT_SECONDS:
+                    self.kill()
+                    raise WorkerCrashError(
+                        f"{self.function.logical_id}: init did not finish in {INIT_TIMEOUT_SECONDS} s"
+                        f" ({elapsed:.1f} s in all, {starved:.1f} s of it waiting for a core)"
+                    )
+            return json.loads(self._responses.recv_bytes())
+        except (EOFError, OSError) as error:
+            self.kill()
+            raise WorkerCrashError(f"{self.function.logical_id}: worker exited during init") from error
+
     def _receive(self, timeout: float, *, what: str) -> dict[str, Any]:
         try:
             if not self._responses.poll(timeout):
                 self.kill()
-                if what == "init":
-                    raise WorkerCrashError(f"{self.function.logical_id}: init did not finish in {timeout} s")
                 raise FunctionTimeoutError(self.function.logical_id, timeout)
             return json.loads(self._responses.recv_bytes())
         except (EOFError, OSError) as error:
@@ -202,7 +258,12 @@ class Worker:
 
 
 class FunctionPool:
-    """The execution environments of one function. Thread-safe; `invoke` blocks."""
+    """The execution environments of one function. Thread-safe; `invoke` blocks.
+
+    Environments are started ahead of demand: `warm_workers` at start, and one more whenever the
+    last idle one is taken, so a rising load finds a warm environment rather than a queue. Every
+    start runs in the background through the machine-wide init gate; a request that finds no idle
+    environment waits for whichever comes first, a released one or a fresh one it asked for."""
 
     def __init__(
         self,
@@ -210,20 +271,43 @@ class FunctionPool:
         environment: Mapping[str, str],
         log_sink: LogSink,
         max_workers: int = MAX_WORKERS_PER_FUNCTION,
+        warm_workers: int = 0,
     ) -> None:
         self.function = function
         self.environment = dict(environment)
         self._log_sink = log_sink
         self._max_workers = max_workers
+        self._warm_workers = min(warm_workers, max_workers)
         self._idle: list[Worker] = []
-        self._all: set[Worker] = set()
-        self._starting = 0
+        self._all: set[Worker] = set()  # ready, idle or busy
+        self._booting: set[Worker] = set()
+        self._starting = 0  # starts asked for and not yet finished (booting or waiting for the gate)
+        self._starting_for_demand = 0
+        self._waiting = 0
+        self._demand_failures: list[BaseException] = []
         self._closed = False
         self._changed = threading.Condition()
 
     def worker_pids(self) -> list[int]:
         with self._changed:
             return [worker.pid for worker in self._all]
+
+    def prewarm(self) -> None:
+        """Starts the warm pool in the background; returns at once."""
+        with self._changed:
+            for _ in range(self._warm_workers - len(self._all) - self._starting):
+                self._start_locked(for_demand=False)
+
+    def wait_until_warm(self, timeout: float) -> bool:
+        """True once the warm pool's environments are ready (or failed); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._starting and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
 
     def invoke(self, event: Any, request_id: str | None = None) -> Any:
         worker = self._acquire()
@@ -234,36 +318,72 @@ class FunctionPool:
 
     def _acquire(self) -> Worker:
         with self._changed:
-            while True:
-                if self._closed:
-                    raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
-                while self._idle:
-                    worker = self._idle.pop()
-                    if worker.is_alive():
-                        return worker
-                    # Died while idle (killed, out of memory): Lambda would just start a fresh one.
-                    self._all.discard(worker)
-                    threading.Thread(target=worker.kill, daemon=True).start()
-                if len(self._all) + self._starting < self._max_workers:
-                    self._starting += 1
-                    break
-                self._changed.wait()
+            self._waiting += 1
+            try:
+                while True:
+                    if self._closed:
+                        raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
+                    while self._idle:
+                        worker = self._idle.pop()
+                        if worker.is_alive():
+                            self._grow_ahead_locked()
+                            return worker
+                        # Died while idle (killed, out of memory): Lambda would just start a fresh one.
+                        self._all.discard(worker)
+                        threading.Thread(target=worker.kill, daemon=True).start()
+                    if self._demand_failures:
+                        raise self._demand_failures.pop(0)
+                    # Every waiter beyond those a start is already coming for asks for one.
+                    if self._waiting > self._starting_for_demand and self._has_room_locked():
+                        self._start_locked(for_demand=True)
+                    self._changed.wait()
+            finally:
+                self._waiting -= 1
+
+    def _has_room_locked(self) -> bool:
+        return len(self._all) + self._starting < self._max_workers
+
+    def _grow_ahead_locked(self) -> None:
+        if not self._idle and not self._starting and self._has_room_locked():
+            self._start_locked(for_demand=False)
+
+    def _start_locked(self, *, for_demand: bool) -> None:
+        self._starting += 1
+        self._starting_for_demand += int(for_demand)
+        name = f"start-{self.function.logical_id}"
+        threading.Thread(target=self._start, args=(for_demand,), name=name, daemon=True).start()
+
+    def _start(self, for_demand: bool) -> None:
+        worker: Worker | None = None
+        failure: BaseException | None = None
         try:
-            worker = Worker(self.function, self.environment, self._log_sink)
-        except BaseException:
-            with self._changed:
-                self._starting -= 1
-                self._changed.notify_all()
-            raise
+            with INIT_GATE:
+                with self._changed:
+                    if self._closed:
+                        raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
+                worker = Worker(self.function, self.environment, self._log_sink)
+                with self._changed:
+                    self._booting.add(worker)
+                    closed = self._closed
+                if closed:
+                    worker.kill()
+                    raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
+                worker.wait_until_ready()
+        except BaseException as error:  # handed to the request that asked for the start
+            failure = error
         with self._changed:
             self._starting -= 1
-            self._all.add(worker)
-        try:
-            worker.wait_until_ready()
-        except BaseException:
-            self._release(worker)
-            raise
-        return worker
+            self._starting_for_demand -= int(for_demand)
+            if worker is not None:
+                self._booting.discard(worker)
+            if failure is None and worker is not None and not self._closed:
+                self._all.add(worker)
+                self._idle.append(worker)
+            elif failure is not None and for_demand:
+                self._demand_failures.append(failure)
+            elif worker is not None:
+                threading.Thread(target=worker.stop, daemon=True).start()
+            self._changed.notify_all()
 
     def _release(self, worker: Worker) -> None:
         with self._changed:
@@ -279,6 +399,7 @@ class FunctionPool:
         with self._changed:
             self._closed = True
             idle, busy = list(self._idle), [worker for worker in self._all if worker not in self._idle]
+            busy += list(self._booting)
             self._idle.clear()
             self._changed.notify_all()
         # An idle worker leaves its loop when its request pipe closes; a busy one would only read
@@ -294,7 +415,7 @@ class FunctionPool:
         """A forced stop: every worker, busy or not, dies now; in-flight invocations fail."""
         with self._changed:
             self._closed = True
-            workers = list(self._all)
+            workers = list(self._all) + list(self._booting)
             self._changed.notify_all()
         for worker in workers:
             worker.signal_kill()
@@ -324,6 +445,11 @@ class Functions:
 
     def worker_pids(self) -> list[int]:
         return [pid for pool in self.pools.values() for pid in pool.worker_pids()]
+
+    def prewarm(self) -> None:
+        """Starts every function's warm pool in the background."""
+        for pool in self.pools.values():
+            pool.prewarm()
 
     def kill_all(self) -> None:
         for pool in self.pools.values():
