@@ -35,6 +35,9 @@ PSEUDO_PARAMETERS: dict[str, Any] = {
     "AWS::NoValue": NO_VALUE,
 }
 
+SAM_FUNCTION = "AWS::Serverless::Function"
+SAM_FUNCTION_REFERENCES = frozenset({"Alias", "Version"})
+
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 AttributeResolver = Callable[[str, str], Any]
@@ -107,6 +110,10 @@ class Resolver:
             return self.parameter_value(name)
         if name in self._resources:
             return self.physical_ids.get(name, name)
+        logical_id, _, reference = name.partition(".")
+        if reference in SAM_FUNCTION_REFERENCES and self._resources.get(logical_id, {}).get("Type") == SAM_FUNCTION:
+            # SAM's `!Ref Function.Alias` / `.Version`: the alias AutoPublishAlias publishes.
+            return self._attribute_resolver(logical_id, reference)
         raise TemplateError(f"Ref to {name}, which is neither a parameter nor a resource")
 
     def get_att(self, logical_id: str, attribute: str) -> Any:

@@ -131,10 +131,21 @@ def load_template(path: Path, parameter_overrides: Mapping[str, str], api_id: st
         if resource.get("Type") == SERVERLESS_FUNCTION
     }
 
+    globals_function = (raw.get("Globals") or {}).get("Function") or {}
+
     def attribute(logical_id: str, attribute_name: str) -> str:
         resource_type = resources[logical_id].get("Type")
         if resource_type == SERVERLESS_FUNCTION and attribute_name == "Arn":
             return function_arn(function_names[logical_id])
+        if resource_type == SERVERLESS_FUNCTION and attribute_name in {"Alias", "Version"}:
+            # Locally every alias and version is the one copy of the code: the qualifier only
+            # keeps the ARN's shape, so routes still find their function by name.
+            properties = resources[logical_id].get("Properties") or {}
+            alias = properties.get("AutoPublishAlias") or globals_function.get("AutoPublishAlias")
+            if not alias:
+                raise TemplateError(f"{logical_id}.{attribute_name} needs AutoPublishAlias on the function")
+            qualifier = alias if attribute_name == "Alias" else "1"
+            return f"{function_arn(function_names[logical_id])}:{qualifier}"
         if resource_type == DYNAMODB_TABLE and attribute_name == "Arn":
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{resolver.ref(logical_id)}"
         return f"arn:aws:local:{REGION}:{ACCOUNT_ID}:{logical_id}/{attribute_name}"

@@ -39,6 +39,7 @@ def test_every_setting_of_requirements_is_a_parameter_with_its_default(template)
         "RateLimitConnectionAttemptsPerMin": defaults.rate_limit_connection_attempts_per_min,
         "RateLimitHeartbeatsPerMin": defaults.rate_limit_heartbeats_per_min,
         "SessionIdMaxAttempts": defaults.session_id_max_attempts,
+        "SpeakerReconnectGraceSeconds": defaults.speaker_reconnect_grace_seconds,
     }
     parameters = template["Parameters"]
     for name, default in expected.items():
@@ -103,14 +104,27 @@ def test_only_connect_has_the_authorizer_and_it_lists_no_identity_source(templat
         assert ("AuthorizerId" in props) == (props["RouteKey"] == "$connect")
 
 
-def test_every_integrated_function_has_a_permission_scoped_by_source_arn(template):
+def _alias_of(value) -> str:
+    """The function whose alias an AuthorizerUri/IntegrationUri or a FunctionName names."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        text, variables = value["Fn::Sub"]
+        assert "${Alias}" in text and ".Arn" not in text, text
+        value = variables["Alias"]
+    (reference,) = value.values()
+    function, qualifier = reference.split(".")
+    assert qualifier == "Alias", reference
+    return function
+
+
+def test_integrations_the_authorizer_and_permissions_invoke_the_alias_not_latest(template):
     permissions = resources_of(template, "AWS::Lambda::Permission")
-    permitted = {p["Properties"]["FunctionName"]["Ref"] for p in permissions.values()}
+    permitted = {_alias_of(p["Properties"]["FunctionName"]) for p in permissions.values()}
     integrations = resources_of(template, "AWS::ApiGatewayV2::Integration")
-    for integration in integrations.values():
-        uri = integration["Properties"]["IntegrationUri"]["Fn::Sub"]
-        function = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
-        assert function in permitted
+    invoked = {_alias_of(i["Properties"]["IntegrationUri"]) for i in integrations.values()}
+    (authorizer,) = resources_of(template, "AWS::ApiGatewayV2::Authorizer").values()
+    invoked.add(_alias_of(authorizer["Properties"]["AuthorizerUri"]))
+    assert invoked == permitted
+    assert len(invoked) == len(resources_of(template, "AWS::Serverless::Function")) - 1  # all but the sweeper
     for permission in permissions.values():
         assert "SourceArn" in permission["Properties"]
 
@@ -129,12 +143,16 @@ def test_stage_auto_deploys_so_route_changes_go_live(template):
     assert not resources_of(template, "AWS::ApiGatewayV2::Deployment")
 
 
-def test_functions_are_python311_on_arm64_with_one_day_logs(template):
+def test_functions_are_python313_on_arm64_with_one_day_logs(template):
     globals_ = template["Globals"]["Function"]
-    assert globals_["Runtime"] == "python3.11"
+    assert globals_["Runtime"] == "python3.13"
     assert globals_["Architectures"] == ["arm64"]
-    (log_group,) = resources_of(template, "AWS::Logs::LogGroup").values()
-    assert log_group["Properties"]["RetentionInDays"] == 1
+    for layer in resources_of(template, "AWS::Serverless::LayerVersion").values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+        assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    log_groups = resources_of(template, "AWS::Logs::LogGroup")
+    assert set(log_groups) == {"FunctionLogGroup", "AccessLogGroup"}
+    assert all(group["Properties"]["RetentionInDays"] == 1 for group in log_groups.values())
 
 
 def test_sweeper_runs_every_minute(template):
