@@ -18,7 +18,7 @@ EVENT ?=
 
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
-export PYTHONPATH := $(CURDIR)/layers/session_manager/python:$(CURDIR)
+export PYTHONPATH := $(CURDIR)/layers/session_manager/python:$(CURDIR):$(CURDIR)/clients/python
 
 LOCAL_STACK := $(BIN)/python -m local_stack
 RUN_ARGS := --template template.yaml --port $(PORT) --stage $(STAGE) \

@@ -1,0 +1,127 @@
+"""Captions in order, each shown once, across refreshes, reconnects and invocations that cross.
+
+The server numbers captions per session (`seq`). A listener can see a line twice (the old and the
+new connection overlap during a refresh; a resumed connection replays from `lastSeq`) or early
+(two invocations fanning out consecutive lines can cross). Seqs also have gaps a listener will
+never fill: partial lines go to source-language listeners only. So a line that arrives ahead of a
+gap (and the very first line seen) is held for at most `reorder_window_seconds`, then shown anyway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Caption:
+    session_id: str
+    seq: int
+    line_id: str | None
+    language: str | None
+    text: str
+    final: bool
+    timestamp: int | None
+    untranslated: bool = False
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Caption | None:
+        """None for a caption message without a usable seq or text."""
+        seq, text = message.get("seq"), message.get("text")
+        if type(seq) is not int or not isinstance(text, str):
+            return None
+        line_id = message.get("lineId")
+        return cls(
+            session_id=str(message.get("sessionId", "")),
+            seq=seq,
+            line_id=line_id if isinstance(line_id, str) else None,
+            language=message.get("language") if isinstance(message.get("language"), str) else None,
+            text=text,
+            final=message.get("final", True) is not False,
+            timestamp=message.get("timestamp") if type(message.get("timestamp")) is int else None,
+            untranslated=message.get("untranslated") is True,
+        )
+
+
+class CaptionSequencer:
+    """Feed it every caption from every connection; it hands back the ones to show, in order.
+
+    `last_seq` is the highest seq shown (what to send as `lastSeq` when rejoining)."""
+
+    def __init__(self, reorder_window_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.reorder_window_seconds = reorder_window_seconds
+        self._clock = clock
+        self._last_seq: int | None = None
+        self._held: dict[int, tuple[Caption, float]] = {}
+        self._final_lines: set[str] = set()
+
+    @property
+    def last_seq(self) -> int | None:
+        return self._last_seq
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest held caption must be released (clock time), or None."""
+        if not self._held:
+            return None
+        return min(arrived for _, arrived in self._held.values()) + self.reorder_window_seconds
+
+    def accept(self, caption: Caption) -> list[Caption]:
+        """The captions now ready to show, in seq order (possibly none)."""
+        if self._is_stale(caption):
+            return []
+        if self._is_next(caption.seq):
+            return [*self._show(caption), *self._release_consecutive()]
+        # Also the first caption: a line fanned out just before it may still be on its way.
+        self._held.setdefault(caption.seq, (caption, self._clock()))
+        return self.release_due()
+
+    def release_due(self) -> list[Caption]:
+        """Held captions whose wait is over, and those consecutive to them."""
+        ready: list[Caption] = []
+        now = self._clock()
+        while self._held:
+            seq = min(self._held)
+            caption, arrived = self._held[seq]
+            if now - arrived < self.reorder_window_seconds and not self._is_next(seq):
+                break
+            del self._held[seq]
+            if not self._is_stale(caption):
+                ready.extend(self._show(caption))
+        return ready
+
+    def flush(self) -> list[Caption]:
+        """Every held caption, in order (the session ended: nothing more will fill a gap)."""
+        ready = []
+        for seq in sorted(self._held):
+            caption, _ = self._held.pop(seq)
+            if not self._is_stale(caption):
+                ready.extend(self._show(caption))
+        return ready
+
+    def _is_next(self, seq: int) -> bool:
+        return self._last_seq is not None and seq == self._last_seq + 1
+
+    def _is_stale(self, caption: Caption) -> bool:
+        if self._last_seq is not None and caption.seq <= self._last_seq:
+            return True
+        # A partial that arrives after its line was finished would bring back old words.
+        return not caption.final and caption.line_id is not None and caption.line_id in self._final_lines
+
+    def _show(self, caption: Caption) -> list[Caption]:
+        self._last_seq = caption.seq
+        if caption.final and caption.line_id is not None:
+            self._final_lines.add(caption.line_id)
+        return [caption]
+
+    def _release_consecutive(self) -> list[Caption]:
+        ready = []
+        while self._last_seq is not None and (self._last_seq + 1) in self._held:
+            caption, _ = self._held.pop(self._last_seq + 1)
+            ready.extend(self._show(caption))
+        return ready
