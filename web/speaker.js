@@ -1,0 +1,259 @@
+// The speaker view: sign in, pick the source language, create a session, show its id, QR code and
+// link, listeners per language, the connection state, and End with a confirmation. The session id
+// is kept for this tab, so a reload takes the session back instead of leaving the hall waiting.
+import qrcode from "./vendor/qrcode-generator-2.0.4.mjs";
+import { MESSAGES, SpeakerClient, State, describeError } from "./client/live-translation-client.js";
+import { fillLanguages, heartbeatOptions, listenerLink, loadConfig, ownName, showOnly } from "./page-config.js";
+import { createSpeakerAuth } from "./speaker-auth.js";
+
+const SESSION_KEY = "liveTranslation.speakerSession";
+const SOURCE_KEY = "liveTranslation.sourceLanguage";
+const VIEWS = ["sign-in-view", "setup-view", "live-view", "ended-view"];
+const $ = (id) => document.getElementById(id);
+
+let config;
+let auth;
+let client = null;
+let statusTimer = null;
+
+function stored(storage, key) {
+  try {
+    return storage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function store(storage, key, value) {
+  try {
+    if (value === null) storage.removeItem(key);
+    else storage.setItem(key, value);
+  } catch {
+    // storage blocked
+  }
+}
+
+function showError(error) {
+  const { sentence, next } = error.sentence ? error : { sentence: error.message, next: "" };
+  $("error-sentence").textContent = sentence;
+  $("error-next").textContent = next ?? "";
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+}
+
+function showState(state, text) {
+  $("connection-state").dataset.state = state;
+  $("connection-state").textContent = text;
+}
+
+function newClient() {
+  const speaker = new SpeakerClient({
+    url: config.websocketUrl,
+    getToken: (options) => auth.getToken(options),
+    // A drop is reclaimed within the server's grace; after it the session is gone anyway.
+    giveUpAfterSeconds: Math.max(10, Number(config.speakerReconnectGraceSeconds) || 30),
+    ...heartbeatOptions(config),
+  });
+  speaker.on("state", ({ state, text, error }) => {
+    showState(state, text);
+    if (state === State.RECONNECTING) showNotice("Connection lost. Listeners are told you will be back; reconnecting…");
+    if (state === State.LIVE) hideNotice();
+    if (state === State.FAILED) {
+      showError(error ?? speaker.lastError);
+      ended(MESSAGES.ended.speakerDisconnected);
+    }
+  });
+  speaker.on("connectionWarning", (message) => showNotice(MESSAGES.notices.connectionWarning.replace("{remainingMinutes}", message.remainingMinutes)));
+  speaker.on("sessionEnded", (message) => ended(message.text));
+  return speaker;
+}
+
+function showNotice(text) {
+  $("speaker-notice").textContent = text;
+  $("speaker-notice").hidden = false;
+}
+
+function hideNotice() {
+  $("speaker-notice").hidden = true;
+}
+
+function ended(text) {
+  stopStatus();
+  store(sessionStorage, SESSION_KEY, null);
+  $("ended-reason").textContent = text;
+  showOnly(VIEWS, "ended-view");
+  client?.close();
+  client = null;
+  showState(State.ENDED, MESSAGES.states.ended);
+  $("new-session").focus();
+}
+
+function showSession(sessionId) {
+  store(sessionStorage, SESSION_KEY, sessionId);
+  $("session-id").textContent = sessionId;
+  const link = listenerLink(sessionId);
+  $("short-link").href = link;
+  $("short-link").textContent = link.replace(/^https?:\/\//, "");
+  const code = qrcode(0, "M");
+  code.addData(link);
+  code.make();
+  $("qr").innerHTML = code.createSvgTag({ cellSize: 6, margin: 2, scalable: true });
+  $("qr").querySelector("svg")?.setAttribute("aria-hidden", "true");
+  showOnly(VIEWS, "live-view");
+  renderCounts({ listenerCount: 0, languageDistribution: {} });
+  startStatus();
+}
+
+function renderCounts(status) {
+  const entries = Object.entries(status.languageDistribution ?? {}).sort((a, b) => b[1] - a[1]);
+  const total = entries.reduce((sum, [, count]) => sum + count, 0);
+  $("listener-total").textContent = String(total);
+  $("listener-counts").replaceChildren(
+    ...entries.map(([code, count]) => {
+      const item = document.createElement("li");
+      item.dataset.language = code;
+      const name = document.createElement("span");
+      name.lang = code;
+      name.textContent = ownName(code);
+      const number = document.createElement("strong");
+      number.textContent = String(count);
+      item.append(name, number);
+      return item;
+    }),
+  );
+}
+
+function startStatus() {
+  stopStatus();
+  const everyMs = (Number(config.statusIntervalSeconds) || 3) * 1000;
+  const poll = async () => {
+    if (client?.state === State.LIVE) {
+      try {
+        renderCounts(await client.getSessionStatus());
+      } catch {
+        // a drop or a refresh in between: the next poll tries again
+      }
+    }
+    statusTimer = setTimeout(poll, everyMs);
+  };
+  poll();
+}
+
+function stopStatus() {
+  clearTimeout(statusTimer);
+  statusTimer = null;
+}
+
+async function signedIn() {
+  showOnly(VIEWS, "setup-view");
+  const resumable = stored(sessionStorage, SESSION_KEY);
+  if (resumable) {
+    client = newClient();
+    try {
+      await client.resumeSession(resumable);
+      showSession(resumable);
+      return;
+    } catch {
+      store(sessionStorage, SESSION_KEY, null);
+      client.close();
+      client = null;
+    }
+  }
+  showState(State.IDLE, MESSAGES.states.idle);
+  $("source-language").focus();
+}
+
+async function create(event) {
+  event.preventDefault();
+  clearError();
+  $("create-button").disabled = true;
+  const sourceLanguage = $("source-language").value;
+  store(localStorage, SOURCE_KEY, sourceLanguage);
+  client?.close();
+  client = newClient();
+  try {
+    const created = await client.createSession({ sourceLanguage });
+    showSession(created.sessionId);
+    $("session-id").focus?.();
+  } catch (error) {
+    showError(error.sentence ? error : describeError(error));
+    client.close();
+    client = null;
+  } finally {
+    $("create-button").disabled = false;
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  clearError();
+  const button = event.target.querySelector("button");
+  button.disabled = true;
+  try {
+    await auth.signIn({ email: $("email").value.trim(), password: $("password").value });
+    await signedIn();
+  } catch (error) {
+    showError({ sentence: error.message, next: "" });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function askToEnd() {
+  const dialog = $("end-dialog");
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+async function endForEveryone() {
+  if ($("end-dialog").returnValue !== "end" || !client) return;
+  try {
+    const endedMessage = await client.endSession();
+    ended(endedMessage.text);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function start() {
+  try {
+    config = await loadConfig();
+  } catch {
+    showError({ sentence: "This page is not set up: its config.json is missing.", next: "Tell whoever runs the service." });
+    return;
+  }
+  auth = createSpeakerAuth(config.auth);
+  const chosen = stored(localStorage, SOURCE_KEY) ?? (navigator.language || "en").slice(0, 2);
+  fillLanguages($("source-language"), config.sourceLanguages, config.sourceLanguages.includes(chosen) ? chosen : "en");
+  if (auth.mode === "local") {
+    $("demo-email").textContent = auth.email;
+    $("demo-sign-in").hidden = false;
+    $("demo-sign-in").addEventListener("submit", signIn);
+  } else {
+    $("cognito-sign-in").hidden = false;
+    $("cognito-sign-in").addEventListener("submit", signIn);
+  }
+  $("create-form").addEventListener("submit", create);
+  $("end-button").addEventListener("click", askToEnd);
+  $("end-dialog").addEventListener("close", endForEveryone);
+  $("new-session").addEventListener("click", () => {
+    clearError();
+    showOnly(VIEWS, "setup-view");
+    showState(State.IDLE, MESSAGES.states.idle);
+    $("source-language").focus();
+  });
+  $("copy-link").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("short-link").href);
+      $("copy-result").textContent = "Link copied.";
+    } catch {
+      $("copy-result").textContent = "Copying is blocked here; select the link and copy it.";
+    }
+  });
+  document.body.dataset.ready = "true";
+}
+
+start();
