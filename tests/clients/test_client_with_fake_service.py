@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from client_event_log import EventLog
 from client_fake_service import SESSION_ID, FakeConnection, FakeService, error, quick_options
+
 from live_session_client import (
     ERROR_SENTENCES,
     ClientState,

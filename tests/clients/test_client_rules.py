@@ -1,0 +1,278 @@
+"""The client's rules without a network: caption order and de-duplication, backoff with full
+jitter, the sentence table against docs/protocol.md, frames, ids and the CLI's argument checks."""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from live_session_client import ERROR_SENTENCES, Caption, CaptionSequencer, ReconnectPolicy, explain_error
+from live_session_client.cli import main, parse_pace
+from live_session_client.protocol import ErrorCode, normalise_session_id, parse_frame
+from live_session_client.sentences import END_SENTENCES, STATE_SENTENCES, describe, explain_end
+
+PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def caption(seq: int, *, final: bool = True, line: str | None = None) -> Caption:
+    return Caption("s", seq, line or f"line-{seq}", "es", f"text {seq}", final, None)
+
+
+def seqs(captions: list[Caption]) -> list[int]:
+    return [c.seq for c in captions]
+
+
+# ---------------------------------------------------------------- captions
+
+
+def test_the_first_caption_waits_for_the_reorder_window_then_shows():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    assert sequencer.accept(caption(5)) == []
+    clock.now += 1.0
+    assert seqs(sequencer.release_due()) == [5]
+    assert sequencer.last_seq == 5
+
+
+def test_consecutive_captions_show_at_once():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    sequencer.accept(caption(1))
+    clock.now += 1
+    sequencer.release_due()
+    assert seqs(sequencer.accept(caption(2))) == [2]
+    assert seqs(sequencer.accept(caption(3))) == [3]
+
+
+def test_an_early_caption_is_held_until_the_gap_fills():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    sequencer.accept(caption(1))
+    clock.now += 1
+    sequencer.release_due()
+    assert sequencer.accept(caption(3)) == []
+    assert sequencer.holding
+    assert seqs(sequencer.accept(caption(2))) == [2, 3]
+    assert not sequencer.holding
+
+
+def test_an_unfilled_gap_is_skipped_after_the_window():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    sequencer.accept(caption(1))
+    clock.now += 1
+    sequencer.release_due()
+    sequencer.accept(caption(3))
+    clock.now += 0.5
+    assert sequencer.release_due() == []
+    assert sequencer.next_deadline() == pytest.approx(clock.now + 0.5)
+    clock.now += 0.5
+    assert seqs(sequencer.release_due()) == [3]
+    # AND the missing line arriving later is not shown out of order
+    assert sequencer.accept(caption(2)) == []
+
+
+def test_a_partial_line_after_its_final_version_is_ignored():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(0.0, clock)
+    assert seqs(sequencer.accept(caption(1, final=False, line="A"))) == [1]
+    assert seqs(sequencer.accept(caption(3, final=True, line="A"))) == [3]
+    assert sequencer.accept(caption(4, final=False, line="A")) == []
+
+
+def test_flush_shows_everything_held_in_order():
+    sequencer = CaptionSequencer(10.0, FakeClock())
+    for seq in (4, 2, 9):
+        sequencer.accept(caption(seq))
+    assert seqs(sequencer.flush()) == [2, 4, 9]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), max_size=120), st.randoms())
+def test_any_arrival_order_shows_each_seq_at_most_once_ascending_and_the_newest_line(arrivals, rng):
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    shown: list[int] = []
+    for seq in arrivals:
+        clock.now += rng.choice([0.0, 0.1, 0.6, 1.5])
+        shown += seqs(sequencer.accept(caption(seq)))
+        shown += seqs(sequencer.release_due())
+    shown += seqs(sequencer.flush())
+    assert shown == sorted(set(shown))
+    # the highest seq received is never lost
+    assert not arrivals or max(arrivals) in shown
+
+
+@given(st.permutations(list(range(1, 30))))
+def test_a_shuffle_within_the_window_comes_out_in_order(order):
+    clock = FakeClock()
+    sequencer = CaptionSequencer(5.0, clock)
+    shown: list[int] = []
+    for seq in order:
+        shown += seqs(sequencer.accept(caption(seq)))
+    clock.now += 5
+    shown += seqs(sequencer.release_due())
+    assert shown == list(range(1, 30))
+
+
+def test_caption_messages_without_seq_or_text_are_not_captions():
+    assert Caption.from_message({"type": "caption", "seq": "1", "text": "x"}) is None
+    assert Caption.from_message({"type": "caption", "seq": 1}) is None
+    parsed = Caption.from_message({"type": "caption", "seq": 1, "text": "x", "final": False})
+    assert parsed is not None and not parsed.final
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def test_backoff_ceiling_doubles_up_to_the_cap():
+    policy = ReconnectPolicy(base_seconds=1, cap_seconds=30)
+    assert [policy.ceiling(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert policy.ceiling(10_000) == 30
+
+
+def test_full_jitter_spreads_500_clients_over_the_whole_window():
+    # GIVEN 500 phones dropped at once, each with its own randomness
+    delays = [ReconnectPolicy(random=random.Random(n)).delay(4) for n in range(500)]
+    # THEN every delay lies in [0, 16] s and they are spread over it, not bunched in one second
+    assert all(0 <= d <= 16 for d in delays)
+    per_second = [sum(1 for d in delays if s <= d < s + 1) for s in range(16)]
+    assert max(per_second) < 500 * 0.15
+    assert min(per_second) > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"base_seconds": 0}, {"base_seconds": 5, "cap_seconds": 1}, {"give_up_after_seconds": 0}]
+)
+def test_a_policy_that_cannot_work_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        ReconnectPolicy(**kwargs)
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def documented_error_codes() -> set[str]:
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    table = text.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE))
+
+
+def test_every_documented_error_code_has_a_sentence():
+    documented = documented_error_codes()
+    assert documented, "the error table of docs/protocol.md was not found"
+    assert documented <= set(ERROR_SENTENCES), documented - set(ERROR_SENTENCES)
+    assert set(ErrorCode) == set(ERROR_SENTENCES)
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_SENTENCES))
+def test_each_error_sentence_is_plain_and_complete(code):
+    sentence = explain_error({"type": "error", "code": code, "message": "internal words", "retryAfter": 12})
+    assert "{" not in sentence and "}" not in sentence and "?" not in sentence
+    assert sentence.endswith(".") and code not in sentence and "internal words" not in sentence
+
+
+def test_rate_limit_sentence_names_the_wait_and_survives_its_absence():
+    assert explain_error({"code": "RATE_LIMIT_EXCEEDED", "retryAfter": 37}) == (
+        "Too many tries from here. Wait 37 seconds and try again."
+    )
+    assert (
+        explain_error({"code": "RATE_LIMIT_EXCEEDED"}) == "Too many tries from here. Wait a few seconds and try again."
+    )
+
+
+def test_parameter_sentence_names_the_field_when_given():
+    body = {"code": "INVALID_PARAMETERS", "details": {"field": "sourceLanguage", "reason": "missing"}}
+    assert "(sourceLanguage)" in explain_error(body)
+    assert "()" not in explain_error({"code": "INVALID_PARAMETERS"})
+
+
+def test_an_unknown_code_falls_back_to_the_servers_message():
+    assert explain_error({"code": "NEW_THING", "message": "Something new."}) == (
+        "The server refused the request (NEW_THING): Something new."
+    )
+
+
+def test_every_state_sentence_fills_from_its_fields():
+    for situation, template in STATE_SENTENCES.items():
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        filled = describe(situation, **dict.fromkeys(names, "X"))
+        assert "{" not in filled, situation
+    assert set(END_SENTENCES) == {"speakerDisconnected", "speakerEnded", "expired"}
+    assert explain_end("somethingNew") == "The session has ended."
+
+
+def test_a_frame_without_type_or_not_json_is_an_internal_error():
+    crash = parse_frame('{"message": "Internal server error", "connectionId": "x", "requestId": "y"}')
+    assert (crash["type"], crash["code"]) == ("error", "INTERNAL_ERROR")
+    assert parse_frame("not json")["code"] == "INTERNAL_ERROR"
+    assert parse_frame(b"\xff")["code"] == "INTERNAL_ERROR"
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        (" Faithful-Shepherd-427 ", "faithful-shepherd-427"),
+        ("faithful shepherd 427", "faithful-shepherd-427"),
+        ("faithful-shepherd427", "faithful-shepherd-427"),
+        ("FAITHFUL_SHEPHERD_427", "faithful-shepherd-427"),
+    ],
+)
+def test_typed_session_ids_are_forgiven(typed, expected):
+    assert normalise_session_id(typed) == expected
+
+
+# ---------------------------------------------------------------- CLI arguments
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2s", 2.0), ("1.5s", 1.5), ("500ms", 0.5), ("3", 3.0)])
+def test_pace_reads_durations(text, seconds):
+    assert parse_pace(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        ([], "choose a command: listen or speak"),
+        (["listen", "--session", "a-b-123", "--lang", "es"], "the following arguments are required: --url"),
+        (["listen", "--url", "http://x/dev", "--session", "a-b-123", "--lang", "es"], "is not a ws:// or wss://"),
+        (["listen", "--url", "ws://x/dev", "--session", "shepherd", "--lang", "es"], "is not a session id"),
+        (["listen", "--url", "ws://x/dev", "--session", "a-b-123", "--lang", "ES"], "is not a language code"),
+        (
+            ["listen", "--url", "ws://x/dev", "--session", "a-b-123", "--lang", "es", "--heartbeat-seconds", "0"],
+            "is not a positive number",
+        ),
+        (["speak", "--url", "ws://x/dev"], "speak needs --token"),
+        (["speak", "--url", "ws://x/dev", "--token", "t", "--pace", "0s"], "is not a pace"),
+        (["speak", "--url", "ws://x/dev", "--token", "t", "--captions-from", "/nonexistent/file"], "cannot read"),
+        (["sing"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, complaint, capsys, monkeypatch):
+    monkeypatch.delenv("LIVE_SESSION_SPEAKER_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and complaint in err, err
+
+
+def test_an_empty_captions_file_is_refused(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["speak", "--url", "ws://x/dev", "--token", "t", "--captions-from", str(empty)])
+    assert exited.value.code == 2 and "has no lines to send" in capsys.readouterr().err
