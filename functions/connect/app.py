@@ -1,6 +1,8 @@
 """$connect: the per-IP connection-attempt limit, then the connection is recorded."""
 
-from session_manager import lifecycle_route
+from session_manager import lifecycle_route, snapstart
+
+snapstart.enable()  # SnapStart hooks: nothing unique may come from the snapshot
 
 
 @lifecycle_route

@@ -1,7 +1,9 @@
 """createSession: an authenticated speaker opens a session."""
 
-from session_manager import websocket_route
+from session_manager import snapstart, websocket_route
 from session_manager.protocol import parse_create_session
+
+snapstart.enable()  # SnapStart hooks: nothing unique may come from the snapshot
 
 
 @websocket_route

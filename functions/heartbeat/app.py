@@ -1,6 +1,8 @@
 """heartbeat: heartbeatAck, plus refresh and close warnings when the connection is old."""
 
-from session_manager import websocket_route
+from session_manager import snapstart, websocket_route
+
+snapstart.enable()  # SnapStart hooks: nothing unique may come from the snapshot
 
 
 @websocket_route

@@ -1,6 +1,8 @@
 """joinSession: a listener takes a seat for one target language."""
 
-from session_manager import websocket_route
+from session_manager import snapstart, websocket_route
+
+snapstart.enable()  # SnapStart hooks: nothing unique may come from the snapshot
 
 
 @websocket_route
