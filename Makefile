@@ -1,10 +1,18 @@
 # Two commands matter: `make run` (the whole system locally) and `make test` (everything CI runs).
-# Both create .venv and install the pinned dependencies on first use.
+# Both create .venv-py3.13 and install the pinned dependencies on first use.
 
-PYTHON ?= python3
-VENV := .venv
+# The Lambda runtime's Python: tests, the local stack and `sam build` all run on it.
+PYTHON_VERSION := 3.13
+# pyenv's shim answers python3.13 only when a 3.13 version is selected: pick the newest installed.
+PYENV_PYTHON = $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^$(subst .,\.,$(PYTHON_VERSION))(\.[0-9]+)?$$' | tail -1)
+PYTHON ?= $(if $(PYENV_PYTHON),PYENV_VERSION=$(PYENV_PYTHON) )python$(PYTHON_VERSION)
+VENV := .venv-py$(PYTHON_VERSION)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt | cksum | cut -d' ' -f1)
+NEED_PYTHON := make: Python $(PYTHON_VERSION) is missing (Lambda runs python$(PYTHON_VERSION)); install it \
+	(apt-get install python$(PYTHON_VERSION)-venv, or pyenv install $(PYTHON_VERSION)) or pass PYTHON=/path/to/python$(PYTHON_VERSION)
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat requirements/checkov.txt | cksum | cut -d' ' -f1)
 
 PORT ?= 8080
 STAGE ?= dev
@@ -26,7 +34,7 @@ RUN_ARGS := --template template.yaml --port $(PORT) --stage $(STAGE) \
 	$(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(SCHEDULE_SECONDS),--schedule-seconds $(SCHEDULE_SECONDS))
 
 .PHONY: help install run token invoke test unit-test local-stack-test e2e-test lint format \
-	cfn-lint sam-validate sam-build bench lock clean pr
+	cfn-lint sam-validate sam-build checkov speaker-user bench lock clean pr
 
 help:
 	@echo "make run          start the local stack (WebSocket API, page, embedded DynamoDB and Cognito)"
@@ -34,8 +42,11 @@ help:
 	@echo "make token        print a speaker token for the running local stack (EMAIL=...)"
 	@echo "make invoke       FUNCTION=<LogicalId> EVENT=events/<file>.json: run one function once"
 	@echo "make bench        print the benchmarks' figures"
+	@echo "make speaker-user EMAIL=... [STACK=...]: create a speaker in a deployed stack's user pool"
 
 $(STAMP): requirements/dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_VERSION)")' 2>/dev/null \
+		|| { echo "$(NEED_PYTHON)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
@@ -68,6 +79,23 @@ cfn-lint: install
 sam-validate: install
 	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
+# checkov in a venv of its own: its pins clash with aws-sam-cli's and cfn-lint's.
+$(CHECKOV_STAMP): requirements/checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV) || { echo "$(NEED_PYTHON)" >&2; exit 1; }
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
+	@rm -f $(CHECKOV_VENV)/.installed-*
+	@touch $@
+
+# Every finding is fixed or skipped in template.yaml with its reason (Metadata.checkov.skip).
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
+
+# The first speaker of a deployed stack (Cognito emails a temporary password; PASSWORD=ask sets a
+# permanent one from a prompt instead). STACK defaults to the dev stack of samconfig.toml.
+speaker-user: install
+	@test -n "$(EMAIL)" || { echo "usage: make speaker-user EMAIL=<address> [STACK=<stack name>] [PASSWORD=ask]" >&2; exit 2; }
+	$(BIN)/python -m scripts.create_speaker_user --email "$(EMAIL)" $(if $(STACK),--stack-name $(STACK)) $(if $(filter ask,$(PASSWORD)),--set-password)
+
 sam-build: install
 	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel
 	@test -s .aws-sam/build/SessionManagerLayer/python/session_manager/wordlists/adjectives.txt \
@@ -82,7 +110,7 @@ local-stack-test: install
 e2e-test: install
 	$(BIN)/pytest tests/e2e -q
 
-test: lint cfn-lint sam-validate sam-build
+test: lint cfn-lint sam-validate checkov sam-build
 	$(BIN)/pytest -q
 
 pr: format test

@@ -1,0 +1,1 @@
+"""Operator commands for deployed stacks, run through make targets."""
