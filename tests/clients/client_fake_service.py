@@ -95,6 +95,7 @@ class FakeService:
         self.after_heartbeat: Callable[[FakeConnection], list[dict[str, Any]]] | None = None
         self.seq = 0
         self._server: Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Condition()
 
     @property
@@ -112,6 +113,8 @@ class FakeService:
 
     async def stop(self) -> None:
         """Stop listening and drop every connection (later connects are refused)."""
+        for handler in self._handlers:
+            handler.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -138,6 +141,9 @@ class FakeService:
 
     async def _serve(self, socket: ServerConnection) -> None:
         connection = FakeConnection(self, len(self.connections) + 1, socket)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         self.connections.append(connection)
         await self._note(f"open {connection.index}")
         try:
@@ -152,6 +158,7 @@ class FakeService:
         except ConnectionClosed:
             pass
         finally:
+            self._handlers.discard(handler)
             connection.closed.set()
             await self._note(f"close {connection.index}")
 

@@ -245,10 +245,16 @@ async def _run(client: SessionClient, printer: asyncio.Task[None], work: Awaitab
         with contextlib.suppress(asyncio.CancelledError, LiveSessionError):
             await worker
         stop.cancel()
-        # From here a second Ctrl-C stops at once.
+        # From here (leaving or ending politely) a second Ctrl-C stops at once.
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, _stop_now)
     return interrupted.is_set()
+
+
+def _stop_now() -> NoReturn:
+    sys.stderr.write("Stopped without waiting; the server will notice the connection is gone.\n")
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
