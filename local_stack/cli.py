@@ -16,14 +16,22 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from local_stack.errors import LocalStackError
-from local_stack.functions import InvocationError, LogSink
-from local_stack.local_pages import TOKEN_PATH
-from local_stack.stack import HOST, LocalStack, StackOptions
+
+if TYPE_CHECKING:
+    from local_stack.management import InvokeConnection
+    from local_stack.stack import LocalStack
+
+# The stack's modules (moto, cfn-lint, aiohttp, websockets) take seconds to import on a busy
+# machine: each command imports them when it needs them, so a bad option fails at once.
 
 PROGRAM = "local_stack"
+HOST = "127.0.0.1"
+TOKEN_PATH = "/_local/token"  # served by local_stack/local_pages.py
+STACK_INFO_PATH = "/_local/stack"  # served by local_stack/stack.py
+METRICS_VARIABLE = "LOCAL_STACK_METRICS"
 
 
 def _optional_path(text: str) -> Path | None:
@@ -45,6 +53,10 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _optional_port(text: str) -> int | None:
+    return _port(text) if text.strip() else None
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -53,6 +65,10 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535, 0 picks a free one)")
     return value
+
+
+def _metrics_default() -> bool:
+    return os.environ.get(METRICS_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -68,13 +84,20 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start the local stack in the foreground until Ctrl-C")
     run.add_argument("--template", type=Path, default=Path("template.yaml"))
-    run.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
+    run.add_argument("--port", type=_port, default=8080, help="the WebSocket API's; 0 picks a free port")
+    run.add_argument(
+        "--http-port",
+        type=_optional_port,
+        default=None,
+        help="the management API's and the page's; default: the port after --port (a free one with --port 0)",
+    )
     run.add_argument("--stage", default="", help="default: the template's stage")
     run.add_argument("--env-vars", type=_optional_path, default=None, metavar="FILE")
     run.add_argument("--idle-timeout-seconds", type=_seconds, default=600.0)
     run.add_argument("--max-connection-seconds", type=_seconds, default=7200.0)
     run.add_argument("--schedule-seconds", type=_optional_seconds, default=None)
     run.add_argument("--ready-file", type=Path, default=None, help="JSON written once ready")
+    _add_metrics_flag(run)
 
     token = commands.add_parser("token", help="print a fresh speaker token of the running stack")
     token.add_argument("--port", type=_port, default=8080)
@@ -85,7 +108,23 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--function", required=True, metavar="LOGICAL_ID")
     invoke.add_argument("--event", type=_optional_path, default=None, metavar="FILE")
     invoke.add_argument("--env-vars", type=_optional_path, default=None, metavar="FILE")
+    invoke.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="a local stack running on this port lends its tables, user pool and connections",
+    )
+    _add_metrics_flag(invoke)
     return parser
+
+
+def _add_metrics_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=_metrics_default(),
+        help=f"print the functions' EMF metric lines (default: off, or ${METRICS_VARIABLE}=1)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,16 +150,21 @@ def _configure_logging(level: int) -> None:
 
 
 def _run(arguments: argparse.Namespace, console: TextIO) -> int:
+    from local_stack.functions import LogSink
+    from local_stack.stack import LocalStack, StackOptions
+
     _configure_logging(logging.INFO)
     stack = LocalStack(
         StackOptions(
             template_path=arguments.template,
             port=arguments.port,
+            http_port=arguments.http_port,
             stage=arguments.stage or None,
             env_vars_path=arguments.env_vars,
             idle_timeout_seconds=arguments.idle_timeout_seconds,
             max_connection_seconds=arguments.max_connection_seconds,
             schedule_seconds=arguments.schedule_seconds,
+            emit_metrics=arguments.metrics,
         ),
         LogSink(sys.stderr),
     )
@@ -142,7 +186,7 @@ async def _serve(stack: LocalStack, ready_file: Path | None, console: TextIO) ->
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, on_signal)
     ready = await stack.start()
-    _announce(ready, stack.schedule_descriptions(), console)
+    print(banner(ready, stack.schedule_descriptions()), file=console, flush=True)
     if ready_file is not None:
         _write_atomically(ready_file, json.dumps(ready, indent=2))
     await stop_requested.wait()
@@ -150,19 +194,25 @@ async def _serve(stack: LocalStack, ready_file: Path | None, console: TextIO) ->
     await stack.stop()
 
 
-def _announce(ready: dict[str, Any], schedules: list[str], console: TextIO) -> None:
+def banner(ready: dict[str, Any], schedules: list[str]) -> str:
+    """What `make run` prints once it serves: one short line per endpoint, the token on a line of
+    its own (it is 1,000 characters), a wscat line to paste, and the page to open."""
+    tables = ", ".join(ready["tables"].values()) or "none"
     lines = [
-        f"WebSocket API   {ready['websocketUrl']}",
-        f"Management API  {ready['managementEndpoint']}/@connections/{{connectionId}}",
-        f"Page            {ready['pageUrl']}",
-        f"Moto            {ready['motoEndpoint']} (tables: {', '.join(ready['tables'].values()) or 'none'})",
-        *(f"Schedule        {description}" for description in schedules),
-        (
-            f"Ready: websocket {ready['websocketUrl']} page {ready['pageUrl']} "
-            f"management {ready['managementEndpoint']} speaker token {ready['speakerToken']}"
-        ),
+        f"{PROGRAM} ready",
+        f"  WebSocket API   {ready['websocketUrl']}",
+        f"  Page            {ready['pageUrl']}",
+        f"  Management API  {ready['managementEndpoint']}/@connections/{{connectionId}}",
+        f"  Token endpoint  {ready['tokenUrl']}  (or: make token)",
+        f"  Moto            {ready['motoEndpoint']}  (tables: {tables})",
+        *(f"  Schedule        {description}" for description in schedules),
+        f"Speaker token of {ready['speakerEmail']} (an ID token, valid for one hour):",
+        ready["speakerToken"],
+        "Connect as the speaker:",
+        f"wscat -c '{ready['websocketUrl']}?token={ready['speakerToken']}'",
+        f"Open the page: {ready['pageUrl']}",
     ]
-    print("\n".join(lines), file=console, flush=True)
+    return "\n".join(lines)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -173,6 +223,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def _token(arguments: argparse.Namespace, console: TextIO) -> int:
     query = f"?{urllib.parse.urlencode({'email': arguments.email})}" if arguments.email else ""
+    # The WebSocket port redirects /_local/... to the HTTP side, wherever that listens.
     url = f"http://{HOST}:{arguments.port}{TOKEN_PATH}{query}"
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -185,16 +236,56 @@ def _token(arguments: argparse.Namespace, console: TextIO) -> int:
     return 0
 
 
+def running_stack_info(port: int) -> dict[str, Any] | None:
+    """What a local stack serving on `port` lends an invocation, or None if none answers there."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{STACK_INFO_PATH}", timeout=5) as response:
+            info = json.loads(response.read().decode())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "motoEndpoint" in info else None
+
+
 def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
+    from local_stack.functions import LogSink
+    from local_stack.management import InvokeConnection
+    from local_stack.stack import LocalStack, StackOptions
+
     _configure_logging(logging.WARNING)
     event = _read_event(arguments.event)
+    running = running_stack_info(arguments.port) if arguments.port else None
+    connection = InvokeConnection(
+        _connection_id_of(event), forward_to=running["managementEndpoint"] if running else None
+    )
     stack = LocalStack(
-        StackOptions(template_path=arguments.template, port=0, env_vars_path=arguments.env_vars, run_schedules=False),
+        StackOptions(
+            template_path=arguments.template,
+            port=0,
+            http_port=0,
+            env_vars_path=arguments.env_vars,
+            run_schedules=False,
+            emit_metrics=arguments.metrics,
+            running_stack=running,
+            invoke_connection=connection,
+        ),
         LogSink(sys.stderr),
     )
     if arguments.function not in stack.template.functions:
         raise LocalStackError(f"function {arguments.function} is not in template {arguments.template}")
-    return asyncio.run(_invoke_once(stack, arguments.function, event, console))
+    if running:
+        print(
+            f"{PROGRAM}: using the tables, user pool and connections of the local stack on port {arguments.port}",
+            file=sys.stderr,
+        )
+    else:
+        print(f"{PROGRAM}: no local stack on port {arguments.port}: using fresh, empty tables", file=sys.stderr)
+    return asyncio.run(_invoke_once(stack, arguments.function, event, connection, console))
+
+
+def _connection_id_of(event: Any) -> str | None:
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    connection_id = context.get("connectionId") if isinstance(context, dict) else None
+    return connection_id if isinstance(connection_id, str) and connection_id else None
 
 
 def _read_event(path: Path | None) -> Any:
@@ -208,7 +299,11 @@ def _read_event(path: Path | None) -> Any:
         raise LocalStackError(f"event file {path} is not JSON: {error}") from None
 
 
-async def _invoke_once(stack: LocalStack, function_id: str, event: Any, console: TextIO) -> int:
+async def _invoke_once(
+    stack: LocalStack, function_id: str, event: Any, connection: InvokeConnection, console: TextIO
+) -> int:
+    from local_stack.functions import InvocationError
+
     await stack.start()
     try:
         result = await stack.invoke(function_id, event)
@@ -219,5 +314,7 @@ async def _invoke_once(stack: LocalStack, function_id: str, event: Any, console:
         return 1
     finally:
         await stack.stop()
+        for line in connection.describe():
+            print(f"{PROGRAM}: {line}", file=sys.stderr)
     print(json.dumps(result), file=console)
     return 0

@@ -1,16 +1,19 @@
 """Each function's environment: the template's (Globals merged), pointed at the local endpoints,
-then the ENV_VARS file on top, in SAM's `--env-vars` format."""
+then the ENV_VARS file on top, in SAM's `--env-vars` format; and the check that the domain's
+settings in each of them are valid, before anything serves."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local_stack.errors import EnvVarsError
+from local_stack.errors import EnvVarsError, SettingsError
 from local_stack.intrinsics import REGION
 from local_stack.template import FunctionDefinition, StackTemplate
 
@@ -39,6 +42,18 @@ class LocalEndpoints:
     moto: str
     user_pool_id: str
     user_pool_client_id: str
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """What one run of the local stack gives every function besides endpoints."""
+
+    # Stands in for the stack's Secrets Manager secret (the domain reads RATE_LIMIT_KEY_SECRET
+    # before RATE_LIMIT_KEY_SECRET_ARN): one per run, shared by every function, since their
+    # rate-limit keys must agree.
+    rate_limit_key_secret: str
+    # Powertools' EMF lines, one JSON blob per invocation, drown the console unless asked for.
+    emit_metrics: bool = False
 
 
 def load_env_vars(path: Path | None) -> EnvVars:
@@ -71,12 +86,14 @@ def function_environment(
     template: StackTemplate,
     endpoints: LocalEndpoints,
     env_vars: EnvVars,
+    run: LocalRun,
 ) -> dict[str, str]:
     environment = {
         name: value
         for name, value in _stringify(template.resolver.resolve(dict(function.environment_template))).items()
+        if name not in _REPLACED_LOCALLY
     }
-    environment.update(_local_overrides(function, endpoints))
+    environment.update(_local_overrides(function, endpoints, run))
     for name, value in env_vars.parameters.items():
         if name in environment:
             environment[name] = value
@@ -85,7 +102,14 @@ def function_environment(
     return {**inherited, **environment}
 
 
-def _local_overrides(function: FunctionDefinition, endpoints: LocalEndpoints) -> dict[str, str]:
+# The template's Secrets Manager ARN names a secret moto does not hold; RATE_LIMIT_KEY_SECRET
+# replaces it (an ENV_VARS file may still set it on purpose).
+_REPLACED_LOCALLY = frozenset({"RATE_LIMIT_KEY_SECRET_ARN"})
+# Powertools warns on every invocation that publishes no metric; locally that is most of them.
+_QUIET_WARNINGS = "ignore:No application metrics to publish"
+
+
+def _local_overrides(function: FunctionDefinition, endpoints: LocalEndpoints, run: LocalRun) -> dict[str, str]:
     return {
         "MANAGEMENT_API_ENDPOINT": endpoints.management_api,
         "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": endpoints.management_api,
@@ -105,7 +129,9 @@ def _local_overrides(function: FunctionDefinition, endpoints: LocalEndpoints) ->
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.logical_id}",
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "false" if run.emit_metrics else "true",
+        "PYTHONWARNINGS": _QUIET_WARNINGS,
+        "RATE_LIMIT_KEY_SECRET": run.rate_limit_key_secret,
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "TZ": "UTC",
@@ -127,3 +153,81 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(_text(item) for item in value)
     return str(value)
+
+
+# Run with each function's interpreter and environment. Only the domain's settings module (and
+# the errors it raises) is imported, not the package: its __init__ pulls in boto3 and Powertools,
+# seconds of start-up on a busy machine, and the local stack never imports the functions' code.
+_SETTINGS_CHECK = """
+import json, sys, types
+request = json.loads(sys.stdin.read())
+package = types.ModuleType("session_manager")
+package.__path__ = [request["packageDir"]]
+sys.modules["session_manager"] = package
+try:
+    from session_manager.config import Settings
+    from session_manager.errors import ConfigurationError
+except Exception as error:
+    print(json.dumps({"importError": f"{type(error).__name__}: {error}"}))
+    raise SystemExit(0)
+problems = {}
+for function_id, environment in request["functions"].items():
+    try:
+        Settings.from_environment(environment)
+    except ConfigurationError as error:
+        problems[function_id] = str(error)
+print(json.dumps({"problems": problems}))
+"""
+SETTINGS_MODULE = Path("session_manager") / "config.py"
+SETTINGS_CHECK_TIMEOUT_SECONDS = 60.0
+
+
+def check_function_settings(
+    functions: Mapping[str, FunctionDefinition], environments: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Refuses, in one line, a function environment the domain's Settings would reject: such a
+    stack would start and then answer every request with an error."""
+    groups: dict[Path, list[str]] = {}
+    for function_id, function in functions.items():
+        # The first directory of the function's sys.path that holds the module, as Python finds it.
+        for directory in (function.code_dir, *function.layer_dirs):
+            if (Path(directory) / SETTINGS_MODULE).is_file():
+                groups.setdefault((Path(directory) / SETTINGS_MODULE).parent, []).append(function_id)
+                break
+    for package_dir, function_ids in groups.items():
+        request = {
+            "packageDir": str(package_dir),
+            "functions": {name: dict(environments[name]) for name in function_ids},
+        }
+        answer = _run_settings_check(request, function_ids[0])
+        if "importError" in answer:
+            raise SettingsError(f"{function_ids[0]}: {package_dir / 'config.py'} fails: {answer['importError']}")
+        problems: dict[str, str] = answer.get("problems", {})
+        if problems:
+            raise SettingsError(_one_line(problems))
+
+
+def _run_settings_check(request: dict[str, Any], function_id: str) -> dict[str, Any]:
+    environment = dict(next(iter(request["functions"].values())))
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-P", "-c", _SETTINGS_CHECK],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=SETTINGS_CHECK_TIMEOUT_SECONDS,
+            check=False,
+        )
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        raise SettingsError(f"{function_id}: its settings could not be checked") from None
+
+
+def _one_line(problems: Mapping[str, str]) -> str:
+    """`X=3 must be above Y=30 (in the environment of AFunction and 11 other functions)`."""
+    first_message = next(iter(problems.values()))
+    sharing = sorted(function_id for function_id, message in problems.items() if message == first_message)
+    others = len(sharing) - 1
+    where = sharing[0] + (f" and {others} other function{'s' if others > 1 else ''}" if others else "")
+    return f"{first_message} (in the environment of {where})"

@@ -17,3 +17,7 @@ class EnvVarsError(LocalStackError):
 
 class PortInUseError(LocalStackError):
     """The gateway's port is taken by another process."""
+
+
+class SettingsError(LocalStackError):
+    """A function's environment holds a setting the domain's Settings reject."""

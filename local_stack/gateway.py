@@ -1,21 +1,32 @@
-"""The WebSocket side of API Gateway: the $connect handshake (REQUEST authorizer, then the
-$connect integration deciding the upgrade), route selection, $disconnect, and the idle, hard and
-message-size limits."""
+"""The WebSocket side of API Gateway, on the `websockets` library: the $connect handshake
+(REQUEST authorizer, then the $connect integration deciding the upgrade, both inside
+`process_request`), route selection, $disconnect, and the idle, hard, frame and message limits.
+
+The management API and the page are HTTP with request bodies, which websockets does not serve;
+they live on their own loopback port (local_stack/management.py, docs/local-stack.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import http
 import json
 import logging
+import socket
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from local_stack.apigateway_events import (
     CONNECT_ROUTE,
@@ -32,34 +43,33 @@ from local_stack.apigateway_events import (
     new_request_id,
     now_ms,
 )
-from local_stack.functions import FunctionError, Functions, InvocationError
+from local_stack.functions import INIT_TIMEOUT_SECONDS, FunctionError, Functions, InvocationError
 from local_stack.template import Authorizer, Route, WebSocketApi
 
+__all__ = ["CloseCode", "GatewayLimits", "LocalConnection", "WebSocketGateway"]
+
 logger = logging.getLogger(__name__)
+# websockets logs every open and close at INFO; the console is for the functions' logs.
+_websockets_logger = logging.getLogger("local_stack.websockets")
+_websockets_logger.setLevel(logging.WARNING)
 
 MAX_MESSAGE_BYTES = 128 * 1024
 MAX_FRAME_BYTES = 32 * 1024
 CLOSE_HANDSHAKE_SECONDS = 3.0
+# Reading the upgrade request itself; the $connect functions' own time limits come on top.
+REQUEST_READ_SECONDS = 10.0
 UNAUTHORIZED_MESSAGE = "Unauthorized"
 DISCONNECT_WAIT_SECONDS = 60.0
 # On shutdown, message invocations still running get this long before their workers are stopped
 # (a hung handler must not hold Ctrl-C for its whole Timeout).
 SHUTDOWN_INFLIGHT_SECONDS = 5.0
-_DATA_OPCODES = (0x0, 0x1, 0x2)  # continuation, text, binary
-
-
-class CloseCode(IntEnum):
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    NO_STATUS = 1005
-    ABNORMAL = 1006
-    MESSAGE_TOO_BIG = 1009
-
+# Paths of the HTTP side that a browser or `make token` may try on the WebSocket port.
+_LOCAL_ONLY_PREFIX = "/_local/"
 
 GOING_AWAY_REASON = "Going away"
 _REASONS = {
-    CloseCode.NO_STATUS: "Client-side close frame status not set",
-    CloseCode.ABNORMAL: "Connection closed abnormally",
+    CloseCode.NO_STATUS_RCVD: "Client-side close frame status not set",
+    CloseCode.ABNORMAL_CLOSURE: "Connection closed abnormally",
     CloseCode.MESSAGE_TOO_BIG: "Message too big",
 }
 
@@ -81,113 +91,35 @@ def _gateway_error(status: int, message: str) -> HandshakeRefusedError:
     return HandshakeRefusedError(status, json.dumps({"message": message}))
 
 
-class FrameSizeGuard:
-    """Sits in front of aiohttp's WebSocket parser and follows the frame headers of the raw
-    stream (payload bytes are only counted, never copied): a data frame over `max_frame_bytes`
-    fails the connection with 1009, as API Gateway does for frames over 32 KB. aiohttp itself
-    only limits whole messages, which is the 128 KB limit."""
-
-    def __init__(self, inner: Any, queue: Any, max_frame_bytes: int) -> None:
-        self._inner = inner
-        self._queue = queue
-        self._max_frame_bytes = max_frame_bytes
-        self._header = bytearray()
-        self._payload_left = 0
-        self._failed = False
-
-    def feed_eof(self) -> None:
-        self._inner.feed_eof()
-
-    def feed_data(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes]:
-        if self._failed:
-            return True, b""
-        data = bytes(data)
-        oversized_at = self.scan(data)
-        if oversized_at is None:
-            return self._inner.feed_data(data)
-        if oversized_at > 0:  # the frames before the oversized one are delivered
-            self._inner.feed_data(data[:oversized_at])
-        self._failed = True
-        if self._queue.exception() is None:
-            self._queue.set_exception(
-                WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, f"Frame size exceeds limit {self._max_frame_bytes}")
-            )
-        return True, b""
-
-    def scan(self, data: bytes) -> int | None:
-        """Follows frame boundaries; the offset of an oversized data frame's header, if any."""
-        position, end = 0, len(data)
-        while position < end:
-            if self._payload_left:
-                step = min(self._payload_left, end - position)
-                self._payload_left -= step
-                position += step
-                continue
-            frame_start = position - len(self._header)
-            missing = self._header_length() - len(self._header)
-            self._header += data[position : position + missing]
-            position += min(missing, end - position)
-            if len(self._header) < self._header_length():
-                continue  # the rest of the header is in the next chunk (or the length grew)
-            opcode, flag = self._header[0] & 0x0F, self._header[1] & 0x7F
-            length = flag
-            if flag == 126:
-                length = int.from_bytes(self._header[2:4], "big")
-            elif flag == 127:
-                length = int.from_bytes(self._header[2:10], "big")
-            self._header.clear()
-            if opcode in _DATA_OPCODES and length > self._max_frame_bytes:
-                return max(frame_start, 0)
-            self._payload_left = length
-        return None
-
-    def _header_length(self) -> int:
-        if len(self._header) < 2:
-            return 2
-        flag = self._header[1] & 0x7F
-        extended = 2 if flag == 126 else 8 if flag == 127 else 0
-        return 2 + extended + (4 if self._header[1] & 0x80 else 0)
-
-
-class GatewayWebSocketResponse(web.WebSocketResponse):
-    """aiohttp's WebSocket response with API Gateway's limits: 128 KB messages, 32 KB frames, no
-    permessage-deflate (API Gateway negotiates no extension, so frame sizes are wire sizes)."""
-
-    def __init__(self) -> None:
-        # aiohttp refuses a message whose size reaches max_msg_size; 128 KB itself is allowed.
-        super().__init__(
-            max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=False, timeout=CLOSE_HANDSHAKE_SECONDS, compress=False
-        )
-
-    def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
-        # aiohttp internals (pinned in requirements/dev.txt): without them, only the 128 KB limit.
-        handler = request.protocol
-        if not hasattr(handler, "_message_tail") or not hasattr(handler, "_payload_parser"):
-            logger.warning("this aiohttp version hides its parser: the 32 KB frame limit is not enforced")
-            super()._post_start(request, protocol, writer)
-            return
-        early = bytes(handler._message_tail)  # bytes that arrived before the parser existed
-        super()._post_start(request, protocol, writer)
-        guard = FrameSizeGuard(handler._payload_parser, self._reader, MAX_FRAME_BYTES)
-        oversized_at = guard.scan(early)  # the parser has consumed them: only follow the frames
-        handler._payload_parser = guard
-        if oversized_at is not None:
-            guard._failed = True
-            self._reader.set_exception(WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit"))
+def _http_response(status: int, body: str, *, extra_headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A handshake refusal as API Gateway sends it: JSON, any status the $connect integration chose."""
+    data = body.encode()
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(data))),
+            ("Content-Type", "application/json"),
+            *extra_headers,
+        ]
+    )
+    return Response(status, phrase, headers, data)
 
 
 class LocalConnection:
     """An established connection, as the management API and $disconnect know it."""
 
-    def __init__(self, info: ConnectionInfo, socket: web.WebSocketResponse) -> None:
+    def __init__(self, info: ConnectionInfo, socket: ServerConnection) -> None:
         self.info = info
         self.socket = socket
         # The idle timer starts once the handshake is done, not while $connect ran.
         self.last_active_ms = now_ms()
         self.server_close: tuple[int, str] | None = None
-        self.finished = asyncio.Event()
         self._close_task: asyncio.Task[Any] | None = None
-        self._send_lock = asyncio.Lock()
 
     @property
     def connection_id(self) -> str:
@@ -195,33 +127,47 @@ class LocalConnection:
 
     @property
     def is_open(self) -> bool:
-        return self.server_close is None and not self.socket.closed
+        return self.server_close is None and self.socket.state is State.OPEN
 
     async def send(self, data: bytes) -> bool:
         """A text frame when the data is UTF-8 (what API Gateway sends), else a binary one."""
         if not self.is_open:
             return False
         try:
-            async with self._send_lock:
-                try:
-                    await self.socket.send_str(data.decode("utf-8"))
-                except UnicodeDecodeError:
-                    await self.socket.send_bytes(data)
-        except (ConnectionError, RuntimeError):
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        try:
+            await self.socket.send(text if text is not None else data)
+        except ConnectionClosed:
             return False
         return True
 
     def request_close(self, code: int, reason: str) -> None:
-        """Server-side close (management DELETE, shutdown); $disconnect follows from the reader."""
+        """Server-side close (management DELETE, timeouts, shutdown); $disconnect follows from the reader."""
         if self.server_close is not None:
             return
         self.server_close = (code, reason)
-        self._close_task = asyncio.create_task(self.socket.close(code=code, message=reason.encode()))
+        self._close_task = asyncio.create_task(self.socket.close(code, reason))
 
     async def wait_closed(self) -> None:
         if self._close_task is not None:
             with contextlib.suppress(Exception):
                 await self._close_task
+        await self.socket.wait_closed()
+
+
+def close_status(socket: ServerConnection) -> tuple[int, str]:
+    """The disconnectStatusCode and reason of a connection that closed without a server close."""
+    protocol = socket.protocol
+    received, sent = protocol.close_rcvd, protocol.close_sent
+    if received is not None and (sent is None or protocol.close_rcvd_then_sent):
+        code, reason = received.code, received.reason  # the client closed
+    elif sent is not None:
+        code, reason = sent.code, ""  # websockets failed it: 1009 for a frame or message too big
+    else:
+        code, reason = CloseCode.ABNORMAL_CLOSURE, ""  # the TCP connection dropped
+    return int(code), reason or _REASONS.get(code, "")
 
 
 def select_route_key(expression: str, body: str) -> str | None:
@@ -306,71 +252,112 @@ class WebSocketGateway:
         self.functions = functions
         self.limits = limits
         self.connections: dict[str, LocalConnection] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._handlers: set[asyncio.Task[Any]] = set()  # every WebSocket request, handshakes included
+        self._path = f"/{api.stage_name}"
+        self._http_base_url = ""
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # message invocations
+        # Handshakes that $connect accepted, until their connection handler claims them.
+        self._accepted: dict[ServerConnection, ConnectionInfo] = {}
+        self._watchers: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     def live_connection(self, connection_id: str) -> LocalConnection | None:
         connection = self.connections.get(connection_id)
         return connection if connection is not None and connection.is_open else None
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        socket = GatewayWebSocketResponse()
-        if not socket.can_prepare(request).ok:
-            return web.json_response({"message": "Upgrade Required"}, status=426)
-        if self._stopping:
-            return web.json_response({"message": "Service Unavailable"}, status=503)
-        handler_task = asyncio.current_task()
-        assert handler_task is not None
-        self._handlers.add(handler_task)
-        try:
-            return await self._handle_upgrade(request, socket)
-        finally:
-            self._handlers.discard(handler_task)
+    async def start(self, listener: socket.socket, http_base_url: str) -> None:
+        """Serves on `listener`; `/` and `/_local/...` redirect to the HTTP side at `http_base_url`."""
+        self._http_base_url = http_base_url
+        self._server = await serve(
+            self._serve_connection,
+            sock=listener,
+            process_request=self._process_request,
+            # API Gateway negotiates no extension, so frame sizes are wire sizes.
+            compression=None,
+            max_size=(MAX_MESSAGE_BYTES, MAX_FRAME_BYTES),
+            open_timeout=self._open_timeout(),
+            ping_interval=None,  # API Gateway answers pings but sends none
+            close_timeout=CLOSE_HANDSHAKE_SECONDS,
+            server_header=None,
+            logger=_websockets_logger,
+        )
 
-    async def _handle_upgrade(self, request: web.Request, socket: GatewayWebSocketResponse) -> web.StreamResponse:
-        peer = request.remote or ""
+    def _open_timeout(self) -> float:
+        """Long enough for a cold authorizer and a cold $connect at their full Timeout."""
+        route = self.api.routes.get(CONNECT_ROUTE)
+        function_ids = [] if route is None else [route.function_id]
+        if route is not None and route.authorizer is not None:
+            function_ids.append(route.authorizer.function_id)
+        budget = REQUEST_READ_SECONDS
+        for function_id in function_ids:
+            pool = self.functions.pools.get(function_id)
+            budget += INIT_TIMEOUT_SECONDS + (pool.function.timeout_seconds if pool is not None else 30.0)
+        return budget
+
+    async def _process_request(self, socket: ServerConnection, request: Request) -> Response | None:
+        """Decides the upgrade before websockets answers it: path, then the REQUEST authorizer and
+        the $connect integration, as API Gateway does."""
+        path, _, query_text = request.path.partition("?")
+        if path != self._path:
+            if path == "/" or path.startswith(_LOCAL_ONLY_PREFIX):
+                location = self._http_base_url + request.path
+                return _http_response(307, json.dumps({"location": location}), extra_headers=(("Location", location),))
+            return _http_response(404, json.dumps({"message": "Not Found"}))
+        if self._stopping:
+            return _http_response(503, json.dumps({"message": "Service Unavailable"}))
+        upgrade = socket.protocol.accept(request)
+        if upgrade.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            return upgrade  # not a WebSocket handshake: websockets' 426 or 400, before any function runs
+        peer = socket.remote_address[0] if socket.remote_address else ""
         info = ConnectionInfo(
             connection_id=new_connection_id(),
             connected_at_ms=now_ms(),
             source_ip=peer,
             user_agent=request.headers.get("User-Agent", ""),
-            headers={"Host": request.host},
+            headers={"Host": request.headers.get("Host", "")},
         )
-        headers = self._forwarded_headers(request, peer)
-        query = list(request.query.items())
+        headers = list(request.headers.raw_items())
+        local_port = str(socket.local_address[1]) if socket.local_address else ""
+        headers += [("X-Forwarded-For", peer), ("X-Forwarded-Port", local_port), ("X-Forwarded-Proto", "http")]
+        query = urllib.parse.parse_qsl(query_text, keep_blank_values=True)
         try:
             await self._run_connect(info, headers, query)
         except HandshakeRefusedError as refusal:
             logger.info("connect %s refused with %s", info.connection_id, refusal.status)
-            return web.Response(status=refusal.status, text=refusal.body, content_type="application/json")
-        try:
-            await socket.prepare(request)
-        except (ConnectionError, RuntimeError):
-            await self._run_disconnect(info, CloseCode.ABNORMAL, _REASONS[CloseCode.ABNORMAL])
-            return socket
+            return _http_response(refusal.status, refusal.body)
+        self._accepted[socket] = info
+        # websockets skips the connection handler when the client leaves (or the server stops)
+        # between here and the 101; $connect has run, so $disconnect must run too.
+        watcher = asyncio.create_task(self._disconnect_if_never_opened(socket, info))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return upgrade
+
+    async def _disconnect_if_never_opened(self, socket: ServerConnection, info: ConnectionInfo) -> None:
+        await socket.wait_closed()
+        if self._accepted.pop(socket, None) is not None:
+            code = CloseCode.GOING_AWAY if self._stopping else CloseCode.ABNORMAL_CLOSURE
+            await self._run_disconnect(info, code, GOING_AWAY_REASON if self._stopping else _REASONS[code])
+
+    async def _serve_connection(self, socket: ServerConnection) -> None:
+        info = self._accepted.pop(socket, None)
+        if info is None:  # only handshakes that $connect accepted are upgraded
+            await socket.close(CloseCode.INTERNAL_ERROR)
+            return
         connection = LocalConnection(info, socket)
         self.connections[info.connection_id] = connection
         logger.info("connect %s accepted", info.connection_id)
-        status, reason = CloseCode.ABNORMAL, _REASONS[CloseCode.ABNORMAL]
+        status, reason = CloseCode.ABNORMAL_CLOSURE, _REASONS[CloseCode.ABNORMAL_CLOSURE]
         try:
             if self._stopping:
                 connection.request_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
-            status, reason = await self._serve(connection)
+            status, reason = await self._read_messages(connection)
         finally:
             self.connections.pop(info.connection_id, None)
             if connection.server_close is not None:
                 status, reason = connection.server_close
             await connection.wait_closed()
             await self._run_disconnect(info, status, reason)
-            connection.finished.set()
-        return socket
-
-    def _forwarded_headers(self, request: web.Request, peer: str) -> list[tuple[str, str]]:
-        headers = [(name, value) for name, value in request.headers.items()]
-        port = str(request.url.port or "")
-        headers += [("X-Forwarded-For", peer), ("X-Forwarded-Port", port), ("X-Forwarded-Proto", "http")]
-        return headers
 
     async def _run_connect(
         self, info: ConnectionInfo, headers: list[tuple[str, str]], query: list[tuple[str, str]]
@@ -411,7 +398,7 @@ class WebSocketGateway:
         latency_ms = int((time.monotonic() - started) * 1000)
         return authorizer_context(result, method_arn(self.context, CONNECT_ROUTE), latency_ms)
 
-    async def _serve(self, connection: LocalConnection) -> tuple[int, str]:
+    async def _read_messages(self, connection: LocalConnection) -> tuple[int, str]:
         """Reads until the connection ends; returns the disconnect status and reason."""
         socket = connection.socket
         hard_deadline = connection.info.connected_at_ms / 1000 + self.limits.max_connection_seconds
@@ -419,26 +406,20 @@ class WebSocketGateway:
             idle_deadline = connection.last_active_ms / 1000 + self.limits.idle_timeout_seconds
             remaining = min(idle_deadline, hard_deadline) - time.time()
             if remaining <= 0:
-                await socket.close(code=CloseCode.GOING_AWAY, message=GOING_AWAY_REASON.encode())
-                return CloseCode.GOING_AWAY, GOING_AWAY_REASON
+                connection.request_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+                remaining = CLOSE_HANDSHAKE_SECONDS * 2  # until the close handshake ends the reads
             try:
-                message = await socket.receive(timeout=remaining)
+                async with asyncio.timeout(remaining):
+                    message = await socket.recv()  # cancelling recv loses nothing (websockets docs)
             except TimeoutError:
                 continue
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                connection.last_active_ms = now_ms()
-                body = message.data if message.type == WSMsgType.TEXT else message.data.decode("utf-8", "replace")
-                self._spawn(self._handle_message(connection, body, binary=message.type == WSMsgType.BINARY))
-            elif message.type == WSMsgType.PING:
-                await socket.pong(message.data)
-            elif message.type == WSMsgType.CLOSE:
-                code = int(message.data) if message.data else CloseCode.NO_STATUS
-                return code, message.extra or _REASONS.get(code, "")
-            elif message.type == WSMsgType.ERROR:
-                code = getattr(message.data, "code", None) or CloseCode.ABNORMAL
-                return code, _REASONS.get(code, "")
-            elif message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
-                return CloseCode.ABNORMAL, _REASONS[CloseCode.ABNORMAL]
+            except ConnectionClosed:
+                return close_status(socket)
+            connection.last_active_ms = now_ms()
+            if isinstance(message, str):
+                self._spawn(self._handle_message(connection, message, binary=False))
+            else:
+                self._spawn(self._handle_message(connection, message.decode("utf-8", "replace"), binary=True))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -474,15 +455,22 @@ class WebSocketGateway:
             await self.functions.invoke(route.function_id, event)
 
     async def close_all(self) -> None:
-        """Shutdown: every client gets 1001, every $disconnect runs, in-flight messages finish."""
+        """Shutdown: every client gets 1001, every $disconnect runs, in-flight messages finish.
+
+        A handshake whose $connect is still running gets 503 when it completes, and its
+        $disconnect runs (see _disconnect_if_never_opened)."""
         self._stopping = True
         for connection in list(self.connections.values()):
             connection.request_close(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
-        # Handshakes still running $connect close as soon as they complete (see _handle_upgrade).
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_INFLIGHT_SECONDS)
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=DISCONNECT_WAIT_SECONDS)
+        server, self._server = self._server, None
+        if server is not None:
+            server.close(code=CloseCode.GOING_AWAY, reason=GOING_AWAY_REASON)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), DISCONNECT_WAIT_SECONDS)
+        if self._watchers:
+            await asyncio.wait(list(self._watchers), timeout=DISCONNECT_WAIT_SECONDS)
 
 
 _HEADER_SOURCE = "route.request.header."

@@ -1,4 +1,7 @@
-"""Starts and stops the whole local stack in order: port, moto, functions, gateway, schedules."""
+"""Starts and stops the whole local stack in order: ports, moto, functions, gateway, schedules.
+
+Two loopback ports: the WebSocket API (websockets) on `port`, and the HTTP side (aiohttp: the
+management API, the page, the token endpoint) on `http_port`; see docs/decisions.md."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import logging
 import secrets
 import socket
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,37 +19,51 @@ from typing import Any
 from aiohttp import web
 
 from local_stack.apigateway_events import ApiContext
-from local_stack.embedded_aws import EmbeddedAws
+from local_stack.embedded_aws import DEMO_SPEAKER_EMAIL, EmbeddedAws
 from local_stack.environment import (
     EnvVars,
     LocalEndpoints,
+    LocalRun,
     check_env_vars_against,
+    check_function_settings,
     function_environment,
     load_env_vars,
 )
 from local_stack.errors import LocalStackError, PortInUseError
-from local_stack.functions import FunctionPool, Functions, LogSink
+from local_stack.functions import FunctionPool, Functions, LogSink, warm_environments
 from local_stack.gateway import GatewayLimits, WebSocketGateway
-from local_stack.local_pages import LocalPages
-from local_stack.management import ManagementApi
+from local_stack.local_pages import TOKEN_PATH, LocalPages
+from local_stack.management import InvokeConnection, ManagementApi
 from local_stack.schedules import ScheduleRunner
 from local_stack.template import StackTemplate, WebSocketApi, load_template
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+STACK_INFO_PATH = "/_local/stack"  # what `make invoke` borrows from a running stack
 
 
 @dataclass(frozen=True)
 class StackOptions:
     template_path: Path
     port: int = 8080
+    # None: the port after `port` (a free one when `port` is 0).
+    http_port: int | None = None
     stage: str | None = None
     env_vars_path: Path | None = None
     idle_timeout_seconds: float = 600.0
     max_connection_seconds: float = 7200.0
     schedule_seconds: float | None = None
     run_schedules: bool = True
+    emit_metrics: bool = False
+    # `make invoke` beside a running `make run`: that stack's ready info (its moto, user pool and
+    # management API); none starts here.
+    running_stack: Mapping[str, Any] | None = None
+    invoke_connection: InvokeConnection | None = None
+
+
+def ready_without_token(ready: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in ready.items() if key != "speakerToken"}
 
 
 def _new_api_id() -> str:
@@ -53,7 +71,7 @@ def _new_api_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(10))
 
 
-def _bind(port: int) -> socket.socket:
+def _bind(port: int, what: str) -> socket.socket:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -61,8 +79,8 @@ def _bind(port: int) -> socket.socket:
     except OSError as error:
         listener.close()
         if error.errno == errno.EADDRINUSE:
-            raise PortInUseError(f"port {port} is already in use") from None
-        raise LocalStackError(f"port {port} cannot be used: {error.strerror}") from None
+            raise PortInUseError(f"port {port} ({what}) is already in use") from None
+        raise LocalStackError(f"port {port} ({what}) cannot be used: {error.strerror}") from None
     listener.listen(256)
     listener.setblocking(False)
     return listener
@@ -79,6 +97,7 @@ class LocalStack:
         check_env_vars_against(self.env_vars, self.template, options.env_vars_path)
         self.api = self._api()
         self.aws = EmbeddedAws()
+        self.run = LocalRun(rate_limit_key_secret=secrets.token_hex(32), emit_metrics=options.emit_metrics)
         self.functions: Functions | None = None
         self.gateway: WebSocketGateway | None = None
         self._runner: web.AppRunner | None = None
@@ -101,38 +120,39 @@ class LocalStack:
 
     async def start(self) -> dict[str, Any]:
         """Starts everything; returns what the ready file holds. Cleans up after itself on failure."""
-        listener = _bind(self.options.port)
-        port = listener.getsockname()[1]
+        self._check_settings()
+        listeners = [_bind(self.options.port, "WebSocket API")]
         try:
-            return await self._start_on(listener, port)
+            http_port = self.options.http_port
+            if http_port is None:
+                http_port = self.options.port + 1 if self.options.port else 0
+            listeners.append(_bind(http_port, "management API and page"))
+            return await self._start_on(*listeners)
         except BaseException:
-            listener.close()
+            for listener in listeners:
+                listener.close()
             await self.stop()
             raise
 
-    async def _start_on(self, listener: socket.socket, port: int) -> dict[str, Any]:
+    async def _start_on(self, websocket_listener: socket.socket, http_listener: socket.socket) -> dict[str, Any]:
         stage = self.api.stage_name
-        base_url = f"http://{HOST}:{port}"
+        port = websocket_listener.getsockname()[1]
+        http_port = http_listener.getsockname()[1]
+        base_url = f"http://{HOST}:{http_port}"
         management_endpoint = f"{base_url}/{stage}"
-        self.aws.start()
-        self._aws_started = True
-        self.aws.provision(self.template)
-        endpoints = LocalEndpoints(
-            management_api=management_endpoint,
-            moto=self.aws.endpoint,
-            user_pool_id=self.aws.user_pool_id,
-            user_pool_client_id=self.aws.user_pool_client_id,
-        )
+        endpoints = self._aws_endpoints(management_endpoint)
         self.functions = Functions(
             {
                 function_id: FunctionPool(
                     definition,
-                    function_environment(definition, self.template, endpoints, self.env_vars),
+                    function_environment(definition, self.template, endpoints, self.env_vars, self.run),
                     self._log_sink,
+                    warm_workers=warm_environments(),
                 )
                 for function_id, definition in self.template.functions.items()
             }
         )
+        self.functions.prewarm()
         context = ApiContext(api_id=self.api.api_id, stage=stage, domain_name=f"{HOST}:{port}")
         limits = GatewayLimits(self.options.idle_timeout_seconds, self.options.max_connection_seconds)
         self.gateway = WebSocketGateway(self.api, context, self.functions, limits)
@@ -140,25 +160,30 @@ class LocalStack:
             "websocketUrl": f"ws://{HOST}:{port}/{stage}",
             "managementEndpoint": management_endpoint,
             "pageUrl": f"{base_url}/",
+            "tokenUrl": f"{base_url}{TOKEN_PATH}",
             "port": port,
+            "httpPort": http_port,
             "stage": stage,
-            "motoEndpoint": self.aws.endpoint,
-            "userPoolId": self.aws.user_pool_id,
-            "userPoolClientId": self.aws.user_pool_client_id,
-            "tables": dict(self.aws.table_names),
+            "motoEndpoint": endpoints.moto,
+            "userPoolId": endpoints.user_pool_id,
+            "userPoolClientId": endpoints.user_pool_client_id,
+            "tables": self._table_names(),
+            "speakerEmail": DEMO_SPEAKER_EMAIL,
         }
         app = web.Application()
-        app.router.add_get(f"/{stage}", self.gateway.handle)
-        ManagementApi(self.gateway).add_routes(app, stage)
+        ManagementApi(self.gateway, self.options.invoke_connection).add_routes(app, stage)
+        app.router.add_get(STACK_INFO_PATH, lambda _: web.json_response(ready_without_token(ready)))
         page_endpoints = {
             "WebSocket": ready["websocketUrl"],
             "Management API": f"{management_endpoint}/@connections/{{connectionId}}",
-            "Moto (DynamoDB, Cognito)": self.aws.endpoint,
+            "Token": ready["tokenUrl"],
+            "Moto (DynamoDB, Cognito)": endpoints.moto,
         }
         LocalPages(self.gateway, self.aws, page_endpoints).add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
-        await web.SockSite(self._runner, listener).start()
+        await web.SockSite(self._runner, http_listener).start()
+        await self.gateway.start(websocket_listener, base_url)
         if self.options.run_schedules:
             self._schedules = ScheduleRunner(
                 self.functions,
@@ -166,8 +191,50 @@ class LocalStack:
                 self.options.schedule_seconds,
             )
             self._schedules.start()
-        ready["speakerToken"] = self.aws.speaker_token()
+        if self._aws_started:
+            ready["speakerToken"] = self.aws.speaker_token()
         return ready
+
+    def _check_settings(self) -> None:
+        """Before anything listens: each function's environment as it will run, with stand-in
+        endpoints (no setting the domain validates depends on them)."""
+        stand_ins = LocalEndpoints(
+            management_api=f"http://{HOST}:0/{self.api.stage_name}",
+            moto=f"http://{HOST}:0",
+            user_pool_id="us-east-1_local",
+            user_pool_client_id="local",
+        )
+        environments = {
+            function_id: function_environment(definition, self.template, stand_ins, self.env_vars, self.run)
+            for function_id, definition in self.template.functions.items()
+        }
+        check_function_settings(self.template.functions, environments)
+
+    def _aws_endpoints(self, management_endpoint: str) -> LocalEndpoints:
+        running = self.options.running_stack
+        if running is None:
+            self.aws.start()
+            self._aws_started = True
+            self.aws.provision(self.template)
+            moto, pool_id, client_id = self.aws.endpoint, self.aws.user_pool_id, self.aws.user_pool_client_id
+        else:
+            moto, pool_id, client_id = running["motoEndpoint"], running["userPoolId"], running["userPoolClientId"]
+            # What provisioning would have recorded: the pool's ids for the template's Refs.
+            definition = self.template.user_pool
+            for logical_id, physical_id in (
+                (definition.pool_logical_id, pool_id),
+                (definition.client_logical_id, client_id),
+            ):
+                if logical_id is not None:
+                    self.template.resolver.physical_ids[logical_id] = physical_id
+        return LocalEndpoints(
+            management_api=management_endpoint, moto=moto, user_pool_id=pool_id, user_pool_client_id=client_id
+        )
+
+    def _table_names(self) -> dict[str, str]:
+        if self.options.running_stack is not None:
+            return dict(self.options.running_stack.get("tables", {}))
+        return dict(self.aws.table_names)
 
     def schedule_descriptions(self) -> list[str]:
         return self._schedules.describe() if self._schedules is not None else []

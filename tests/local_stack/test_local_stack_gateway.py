@@ -359,10 +359,35 @@ def test_other_paths_are_not_found(stack):
 
 
 def test_status_page_lists_the_endpoints(stack):
-    with urllib.request.urlopen(stack["pageUrl"], timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack['httpPort']}/_local/status", timeout=5) as response:
         page = response.read().decode()
     assert stack["websocketUrl"] in page
     assert "@connections" in page
+    assert stack["tokenUrl"] in page
+
+
+@pytest.mark.parametrize("path", ["/", "/_local/status?x=1"])
+def test_the_websocket_port_redirects_the_http_side_to_its_port(stack, path):
+    # GIVEN the page and the local endpoints live on the HTTP port
+    request = urllib.request.Request(f"http://127.0.0.1:{stack['port']}{path}")
+    # WHEN a browser (or `make token`) asks the WebSocket port for them
+    opener = urllib.request.build_opener(NoRedirects)
+    with pytest.raises(urllib.error.HTTPError) as redirected:
+        opener.open(request, timeout=5)
+    # THEN it is sent there, path and query kept
+    assert redirected.value.code == 307
+    assert redirected.value.headers["Location"] == f"http://127.0.0.1:{stack['httpPort']}{path}"
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_a_plain_get_on_the_stage_is_refused_with_426(stack):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(stack["websocketUrl"].replace("ws://", "http://"), timeout=5)
+    assert refused.value.code == 426
 
 
 def test_token_endpoint_issues_an_id_token_of_the_pool(stack):

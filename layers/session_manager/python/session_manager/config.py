@@ -15,9 +15,9 @@ def _positive_number(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigurationError(f"{name}={raw} must be a number") from None
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigurationError(f"{name} must be a positive finite number, got {raw!r}")
+        raise ConfigurationError(f"{name}={raw} must be a positive finite number")
     return value
 
 
@@ -25,9 +25,9 @@ def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigurationError(f"{name}={raw} must be a whole number") from None
     if value < 1:
-        raise ConfigurationError(f"{name} must be at least 1, got {raw!r}")
+        raise ConfigurationError(f"{name}={raw} must be at least 1")
     return value
 
 
@@ -35,9 +35,9 @@ def _non_negative_number(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigurationError(f"{name}={raw} must be a number") from None
     if not value >= 0 or value == float("inf"):
-        raise ConfigurationError(f"{name} must be zero or a positive finite number, got {raw!r}")
+        raise ConfigurationError(f"{name}={raw} must be zero or a positive finite number")
     return value
 
 
@@ -129,19 +129,31 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
+        """Each message names the variables, their values and the rule, in one line:
+        `HEARTBEAT_TIMEOUT_SECONDS=3 must be above HEARTBEAT_INTERVAL_SECONDS=30`."""
+        refresh = f"CONNECTION_REFRESH_MINUTES={_shown(self.connection_refresh_minutes)}"
+        warning = f"CONNECTION_WARNING_MINUTES={_shown(self.connection_warning_minutes)}"
+        closing = f"CONNECTION_MAX_MINUTES={_shown(self.connection_max_minutes)}"
+        interval = f"HEARTBEAT_INTERVAL_SECONDS={_shown(self.heartbeat_interval_seconds)}"
+        timeout = f"HEARTBEAT_TIMEOUT_SECONDS={_shown(self.heartbeat_timeout_seconds)}"
         if self.connection_warning_minutes < self.connection_refresh_minutes:
-            raise ConfigurationError("CONNECTION_WARNING_MINUTES must not be below CONNECTION_REFRESH_MINUTES")
+            raise ConfigurationError(f"{warning} must not be below {refresh}")
         if self.connection_max_minutes <= self.connection_warning_minutes:
-            raise ConfigurationError("CONNECTION_MAX_MINUTES must be above CONNECTION_WARNING_MINUTES")
+            raise ConfigurationError(f"{closing} must be above {warning}")
         if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds:
-            raise ConfigurationError("HEARTBEAT_TIMEOUT_SECONDS must be above HEARTBEAT_INTERVAL_SECONDS")
+            raise ConfigurationError(f"{timeout} must be above {interval}")
         # An honest client heartbeats every interval +/- 5 s; the limit must leave it room.
         honest_per_minute = math.ceil(60 / max(self.heartbeat_interval_seconds - 5, 1) + 1)
         if self.rate_limit_heartbeats_per_min < honest_per_minute:
             raise ConfigurationError(
-                "RATE_LIMIT_HEARTBEATS_PER_MIN must let a client heartbeating every "
-                f"HEARTBEAT_INTERVAL_SECONDS +/- 5 s through (at least {honest_per_minute})"
+                f"RATE_LIMIT_HEARTBEATS_PER_MIN={self.rate_limit_heartbeats_per_min} must be at least "
+                f"{honest_per_minute}, to let a client heartbeating every {interval} +/- 5 s through"
             )
+
+
+def _shown(value: float) -> str:
+    """A setting's value as it would be written: 30, not 30.0."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 _ENVIRONMENT_NAMES = {
