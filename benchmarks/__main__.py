@@ -1,6 +1,226 @@
-"""`python -m benchmarks`: print every benchmark's figures."""
+"""`python -m benchmarks` (`make bench`): every scenario against a fresh local stack, beside its floor
+and target, as a table and a JSON file. `--help` lists the sizes; `--tiny` is the test suite's run."""
 
-from benchmarks import join_storm, request_costs
+from __future__ import annotations
 
-request_costs.report()
-join_storm.report()
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import cold_start, heartbeat_cost
+from benchmarks.figures import Figures, print_table, save
+from benchmarks.floors import echo_floor, moto_floors
+from benchmarks.scenarios import BenchStack, creations, disconnects, fan_out, heartbeats, join_storm, sequential
+from local_stack.testing import running_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / ".local-stack" / "bench-results.json"
+# Generous limits: every phone of a benchmark comes from 127.0.0.1 (one church NAT), and the
+# scenarios measure the paths, not the limits. Capacity stays the template's 500.
+BENCH_PARAMETERS = {
+    "RATE_LIMIT_SESSIONS_PER_HOUR": "10000",
+    "RATE_LIMIT_LISTENER_JOINS_PER_MIN": "100000",
+    "RATE_LIMIT_FAILED_JOINS_PER_MIN": "100000",
+    "RATE_LIMIT_CONNECTION_ATTEMPTS_PER_MIN": "100000",
+    "RATE_LIMIT_HEARTBEATS_PER_MIN": "1000",
+    "SPEAKER_RECONNECT_GRACE_SECONDS": "0",
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    creations: int = 100
+    listeners: int = 500
+    in_flight: int = 50
+    heartbeat_sessions: int = 50
+    heartbeat_listeners: int = 50
+    heartbeat_seconds: float = 60.0
+    heartbeat_interval: float = 5.0
+    sequential: int = 30
+    storm_runs: int = 1
+    cold_start: bool = True
+
+
+TINY = Sizes(
+    creations=5,
+    listeners=20,
+    in_flight=5,
+    heartbeat_sessions=2,
+    heartbeat_listeners=3,
+    heartbeat_seconds=4.0,
+    heartbeat_interval=1.0,
+    sequential=3,
+    cold_start=False,
+)
+
+
+def heartbeat_parameters(sizes: Sizes) -> dict[str, str]:
+    """Refresh due a third of the way into the heartbeat run, so every listener refreshes under load."""
+    refresh_minutes = max(0.01, sizes.heartbeat_seconds / 3 / 60)
+    return {
+        **BENCH_PARAMETERS,
+        "HEARTBEAT_INTERVAL_SECONDS": str(max(1, int(sizes.heartbeat_interval))),
+        "HEARTBEAT_TIMEOUT_SECONDS": str(max(2, int(sizes.heartbeat_interval * 6))),
+        "CONNECTION_REFRESH_MINUTES": f"{refresh_minutes:.3f}",
+        "CONNECTION_WARNING_MINUTES": f"{refresh_minutes * 1.5:.3f}",
+    }
+
+
+def _floor_of(figures: Figures, floor: dict[str, Any], echo: dict[str, Any], what: str) -> None:
+    """The floor is the direct DynamoDB requests plus one bare WebSocket round trip."""
+    figures.floor_ms = {q: (floor.get(q) or 0) + (echo.get(q) or 0) for q in ("p50", "p95")}
+    figures.floor_what = what
+
+
+async def _warm_up(stack: BenchStack, in_flight: int) -> None:
+    """One small storm, so every function has warm environments before anything is timed."""
+    storm = await join_storm(stack, max(in_flight, 10), in_flight, name="warm-up")
+    await disconnects(stack, storm)
+    await storm.speaker.close()
+
+
+async def _main_stack_scenarios(info: dict[str, Any], sizes: Sizes) -> tuple[list[Figures], dict[str, Any]]:
+    stack = BenchStack(info)
+    await _warm_up(stack, sizes.in_flight)
+    floors = await asyncio.to_thread(
+        moto_floors,
+        info["motoEndpoint"],
+        listeners=sizes.listeners,
+        in_flight=sizes.in_flight,
+        sequential=sizes.sequential,
+    )
+    echo = await echo_floor(round_trips=sizes.listeners, in_flight=sizes.in_flight)
+    echo_sequential = await echo_floor(round_trips=sizes.sequential * 3, in_flight=1)
+    results: list[Figures] = []
+    for figures in await sequential(stack, sizes.sequential):
+        operation = figures.scenario.split()[-1]
+        _floor_of(figures, floors[f"sequential {operation}"], echo_sequential, "direct moto requests + echo")
+        results.append(figures)
+    created = await creations(stack, sizes.creations)
+    _floor_of(created, floors["creations"], echo, "100 create transactions at once + echo")
+    results.append(created)
+    storm_runs: list[dict[str, Any]] = []
+    storm = None
+    for run in range(sizes.storm_runs):
+        storm = await join_storm(stack, sizes.listeners, sizes.in_flight)
+        _floor_of(storm.figures, floors["join storm"], echo, "PutItem + join transaction + echo")
+        results.append(storm.figures)
+        storm_runs.append(
+            {
+                "run": run + 1,
+                "errors": storm.figures.errors,
+                "violations": len(storm.figures.violations),
+                "p95_ms": storm.figures.as_json()["latency_ms"]["p95"],
+            }
+        )
+        if run < sizes.storm_runs - 1:
+            gone = await disconnects(stack, storm)
+            _floor_of(gone, floors["disconnects"], {}, "leave transactions, direct")
+            results.append(gone)
+            await storm.speaker.close()
+    assert storm is not None
+    ended = await fan_out(stack, storm)
+    _floor_of(ended, floors["fan-out"], echo, "conditional detaches + echo")
+    results.append(ended)
+    second = await join_storm(stack, sizes.listeners, sizes.in_flight, name="join storm again")
+    _floor_of(second.figures, floors["join storm"], echo, "PutItem + join transaction + echo")
+    results.append(second.figures)
+    gone = await disconnects(stack, second)
+    _floor_of(gone, floors["disconnects"], {}, "leave transactions, direct")
+    results.append(gone)
+    await second.speaker.close()
+    context: dict[str, Any] = {"storm_runs": storm_runs}
+    if sizes.cold_start:
+        context["cold_start"] = await asyncio.to_thread(
+            cold_start.measure, cold_start.environments_of(stack.processes())
+        )
+    heartbeat = next(figures for figures in results if figures.scenario == "sequential heartbeat")
+    context["heartbeat_inputs"] = {
+        "writes": heartbeat.requests_per_operation or 1.0,
+        "lambda_ms": heartbeat.extra.get("cpu_seconds", {}).get("HeartbeatFunction", 0) * 1000 / heartbeat.operations,
+    }
+    context["floors"] = {"moto": floors, "echo": echo, "echo_sequential": echo_sequential}
+    return results, context
+
+
+def run(sizes: Sizes, json_path: Path | None = DEFAULT_JSON) -> tuple[list[Figures], dict[str, Any]]:
+    started = time.perf_counter()
+    with running_stack(env_vars={"Parameters": BENCH_PARAMETERS}) as info:
+        results, context = asyncio.run(_main_stack_scenarios(info, sizes))
+    with running_stack(env_vars={"Parameters": heartbeat_parameters(sizes)}) as info:
+        stack = BenchStack(info)
+        beats = asyncio.run(
+            heartbeats(
+                stack,
+                sizes.heartbeat_sessions,
+                sizes.heartbeat_listeners,
+                sizes.heartbeat_seconds,
+                sizes.heartbeat_interval,
+            )
+        )
+    reference = next(figures for figures in results if figures.scenario == "sequential heartbeat")
+    beats.floor_ms, beats.floor_what = reference.floor_ms, reference.floor_what
+    results.append(beats)
+    inputs = context.pop("heartbeat_inputs")
+    context["cost"] = heartbeat_cost.options(writes_per_beat=inputs["writes"], lambda_ms=inputs["lambda_ms"])
+    context["sizes"] = sizes.__dict__
+    context["seconds"] = round(time.perf_counter() - started, 1)
+    print_table(results)
+    if "cold_start" in context:
+        cold_start.print_report(context["cold_start"])
+    heartbeat_cost.print_report(context["cost"])
+    if len(context["storm_runs"]) > 1:
+        clean = sum(not run["errors"] and not run["violations"] for run in context["storm_runs"])
+        print(f"\n== {len(context['storm_runs'])} storms in a row: {clean} without an error or a falsehood")
+        for storm_run in context["storm_runs"]:
+            print(f"  run {storm_run['run']}: {json.dumps(storm_run)}")
+    if json_path is not None:
+        save(json_path, results, context)
+        print(f"\nfigures saved to {json_path}")
+    return results, context
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    defaults = Sizes()
+    parser.add_argument("--listeners", type=int, default=defaults.listeners)
+    parser.add_argument("--in-flight", type=int, default=defaults.in_flight)
+    parser.add_argument("--creations", type=int, default=defaults.creations)
+    parser.add_argument("--heartbeat-sessions", type=int, default=defaults.heartbeat_sessions)
+    parser.add_argument("--heartbeat-listeners", type=int, default=defaults.heartbeat_listeners)
+    parser.add_argument(
+        "--heartbeat-seconds", type=float, default=defaults.heartbeat_seconds, help="longer runs: e.g. 600"
+    )
+    parser.add_argument("--storm-runs", type=int, default=1, help="the 500/50 storm N times in a row (issue 13: 10)")
+    parser.add_argument("--no-cold-start", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="the test suite's sizes")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    arguments = parser.parse_args(argv)
+    if arguments.tiny:
+        sizes = TINY
+    else:
+        sizes = Sizes(
+            creations=arguments.creations,
+            listeners=arguments.listeners,
+            in_flight=arguments.in_flight,
+            heartbeat_sessions=arguments.heartbeat_sessions,
+            heartbeat_listeners=arguments.heartbeat_listeners,
+            heartbeat_seconds=arguments.heartbeat_seconds,
+            storm_runs=max(1, arguments.storm_runs),
+            cold_start=not arguments.no_cold_start,
+        )
+    results, _ = run(sizes, arguments.json)
+    failed = [figures.scenario for figures in results if figures.errors or figures.violations]
+    if failed:
+        print(f"\nscenarios with errors or violations: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

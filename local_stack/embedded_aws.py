@@ -3,9 +3,11 @@ demo speaker, whose tokens are real RS256 JWTs checked against the pool's JWKS o
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
@@ -23,6 +25,30 @@ DEMO_SPEAKER_PASSWORD = "Local-Speaker-Passw0rd"
 _REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
 _TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput")
 _INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
+REQUEST_COUNTS_PATH = "/_local/dynamodb-requests"
+
+
+class DynamoDBRequestCounter:
+    """WSGI middleware in front of moto: counts DynamoDB requests by operation, and answers
+    `GET /_local/dynamodb-requests` with the counts so far (`make bench` reports requests per
+    operation from their differences)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") == REQUEST_COUNTS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            with self._lock:
+                body = json.dumps(dict(self.counts)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith("DynamoDB_"):
+            with self._lock:
+                self.counts[target.partition(".")[2]] += 1
+        return self.app(environ, start_response)
 
 
 class EmbeddedAws:
@@ -40,7 +66,12 @@ class EmbeddedAws:
     def start(self) -> None:
         # Isolation, cheap rollback and ClientRequestToken, as DynamoDB has them (see the module).
         moto_dynamodb.install()
+        _cache_moto_module_list()
         self._server.start()
+        # werkzeug reads `app` per request, so wrapping it now covers every request.
+        wsgi_server = self._server._server
+        assert wsgi_server is not None
+        wsgi_server.app = DynamoDBRequestCounter(wsgi_server.app)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
 
@@ -117,6 +148,22 @@ class EmbeddedAws:
             AuthParameters={"USERNAME": email, "PASSWORD": DEMO_SPEAKER_PASSWORD},
         )
         return str(result["AuthenticationResult"]["IdToken"])
+
+
+def _cache_moto_module_list() -> None:
+    """moto's dispatcher lists its own package directory (os.listdir, isdir each) on every request,
+    under a lock all request threads share; the list never changes while the stack runs."""
+    import moto.backends
+
+    if getattr(moto.backends.list_of_moto_modules, "cached", False):
+        return
+    modules = tuple(moto.backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    list_of_moto_modules.cached = True  # type: ignore[attr-defined]
+    moto.backends.list_of_moto_modules = list_of_moto_modules
 
 
 def _create_table(dynamodb: Any, table: TableDefinition) -> None:

@@ -262,6 +262,18 @@ def _check_told(
                 Violation("told-error-holds-none", connection_id, f"told {what.error_code} but holds a seat in {seat}")
             )
     if told_is_everyone:
+        for session_id in joined_per_session:
+            for connection_id, item in connections.items():
+                if item.get("sessionId") != session_id or item.get("role") != LISTENER:
+                    continue
+                if (told.get(connection_id) or Told()).joined_session_id != session_id:
+                    violations.append(
+                        Violation(
+                            "seat-was-told-joined",
+                            connection_id,
+                            f"holds a seat in {session_id} but was never told sessionJoined",
+                        )
+                    )
         for session_id, joined in joined_per_session.items():
             session = sessions.get(session_id)
             count = session.get("listenerCount", 0) if session else None
