@@ -31,8 +31,12 @@ def running_stack(
     idle_timeout_seconds: float | None = None,
     max_connection_seconds: float | None = None,
     stage: str | None = None,
+    metrics: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Yields the ready file's dict, plus `logFile` (the stack's stdout and stderr) and `pid`.
+
+    The ready dict has every URL: `websocketUrl`, `pageUrl`, `managementEndpoint`, `tokenUrl`,
+    `motoEndpoint` (and `port`, `httpPort`, `stage`, `tables`, `userPoolId`, ...).
 
     On exit the stack gets SIGTERM, as from Ctrl-C, and must stop cleanly with status 0."""
     with tempfile.TemporaryDirectory(prefix="local-stack-") as workdir:
@@ -52,6 +56,8 @@ def running_stack(
         ):
             if value is not None:
                 command += [flag, str(value)]
+        if metrics:
+            command.append("--metrics")
         environment = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),

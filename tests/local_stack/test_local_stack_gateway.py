@@ -9,10 +9,13 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime
+from pathlib import Path
 
 import pytest
-from conftest import echo, management_client, open_socket, receive_json
+from conftest import FIXTURE_TEMPLATE, echo, management_client, open_socket, receive_json
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from local_stack.stack import LocalStack, StackOptions
 
 REQUEST_CONTEXT_FIELDS = {
     "routeKey",
@@ -253,6 +256,23 @@ def test_each_function_gets_its_own_environment(stack):
     assert echo_environment["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "5"
     assert echo_environment["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert echo_environment["POWERTOOLS_METRICS_DISABLED"] == "true"
+
+
+def test_every_function_gets_the_runs_rate_limit_key_secret_instead_of_the_secrets_arn(stack):
+    with open_socket(stack) as socket:
+        echo_environment = echo(socket)["environment"]
+        socket.send("unroutable")
+        default_environment = receive_json(socket)["environment"]
+    secret = echo_environment["RATE_LIMIT_KEY_SECRET"]
+    assert len(secret) == 64 and int(secret, 16) >= 0  # secrets.token_hex(32)
+    assert default_environment["RATE_LIMIT_KEY_SECRET"] == secret  # one per run: their keys agree
+    assert "RATE_LIMIT_KEY_SECRET_ARN" not in echo_environment  # the template sets it in Globals
+    assert secret not in Path(stack["logFile"]).read_text()
+
+
+def test_each_run_draws_its_own_rate_limit_key_secret():
+    first, second = (LocalStack(StackOptions(template_path=FIXTURE_TEMPLATE, port=0)) for _ in range(2))
+    assert first.run.rate_limit_key_secret != second.run.rate_limit_key_secret
 
 
 def test_code_and_hand_written_layers_are_on_sys_path(stack):

@@ -3,10 +3,12 @@ limits so that they show within seconds."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_TEMPLATE, echo, open_socket
+from conftest import FIXTURE_TEMPLATE, echo, open_socket, receive_json
 from websockets.exceptions import ConnectionClosed
 
 from local_stack.testing import running_stack
@@ -28,6 +30,7 @@ def stack():
         schedule_seconds=SCHEDULE_SECONDS,
         idle_timeout_seconds=IDLE_TIMEOUT_SECONDS,
         max_connection_seconds=MAX_CONNECTION_SECONDS,
+        metrics=True,
     ) as ready:
         with open_socket(ready) as socket:
             echo(socket)  # a cold start would eat into the tiny idle timeout
@@ -96,3 +99,15 @@ def test_scheduled_function_runs_at_schedule_seconds(stack, wait_for_record):
     assert event["region"] == "us-east-1"
     assert event["detail"] == {}
     assert event["resources"][0].startswith("arn:aws:events:us-east-1:123456789012:rule/")
+
+
+def test_metrics_flag_prints_the_emf_lines_and_still_no_empty_metrics_warning(stack):
+    with open_socket(stack) as socket:
+        socket.send(json.dumps({"action": "misbehave", "do": "metrics"}))
+        assert receive_json(socket) == {"metrics": "published"}
+    log = Path(stack["logFile"]).read_text()
+    (emf_line,) = [line for line in log.splitlines() if "ProbeMetric" in line]
+    emf = json.loads(emf_line.split("] ", 1)[1])
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Probe"
+    assert emf["ProbeMetric"] == [1.0]
+    assert "No application metrics to publish" not in log
