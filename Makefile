@@ -116,7 +116,13 @@ test: lint cfn-lint sam-validate checkov sam-build
 pr: format test
 
 bench: install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Against a deployed stage, bounded: LISTENERS (<= 1000), IN_FLIGHT, SECONDS (<= 600).
+loadtest: install
+	@test -n "$(URL)" -a -n "$(TOKEN)" || { echo "usage: make loadtest URL=wss://... TOKEN=<speaker ID token>" >&2; exit 2; }
+	$(BIN)/python -m benchmarks.loadtest --url "$(URL)" --token "$(TOKEN)" \
+		--listeners $(or $(LISTENERS),100) --in-flight $(or $(IN_FLIGHT),20) --seconds $(or $(SECONDS),120)
 
 lock:
 	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv

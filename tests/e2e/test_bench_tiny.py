@@ -28,3 +28,17 @@ def test_a_tiny_run_of_every_benchmark_scenario(capsys):
     refreshed = next(figures for figures in results if figures.scenario.startswith("heartbeats")).outcomes
     assert refreshed.get("refresh connectionRefreshComplete", 0) > 0  # refreshes did happen under load
     assert context["cost"]["options"]
+
+
+def test_the_loadtest_runs_bounded_against_a_stage(capsys):
+    """`make loadtest` against the local stack standing in for a deployed stage."""
+    from benchmarks.__main__ import BENCH_PARAMETERS
+    from benchmarks.loadtest import main
+    from local_stack.testing import running_stack
+
+    with running_stack(env_vars={"Parameters": BENCH_PARAMETERS}) as info:
+        status = main(["--url", info["websocketUrl"], "--token", info["speakerToken"], "--listeners", "6"])
+    report = capsys.readouterr().out
+    assert status == 0, report
+    assert '"sessionJoined": 6' in report
+    assert '"sessionEnded_missing": 0' in report
