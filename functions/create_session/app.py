@@ -8,5 +8,5 @@ snapstart.enable()  # SnapStart hooks: nothing unique may come from the snapshot
 
 @websocket_route
 def handler(services, caller, body):
-    services.sessions.require_speaker(caller)
-    return services.sessions.create_session(caller, parse_create_session(body))
+    services.speaker.require_speaker(caller)
+    return services.speaker.create_session(caller, parse_create_session(body))

@@ -1,8 +1,9 @@
-"""$disconnect: a current speaker's close ends the session; a listener's frees its seat."""
+"""$disconnect: a listener's close frees its seat; a current speaker's close starts the
+reconnect grace (or ends the session when there is none)."""
 
 from session_manager import lifecycle_route
 
 
 @lifecycle_route
 def handler(services, caller):
-    services.connections.disconnect(caller.connection_id)
+    return services.connections.disconnect(caller.connection_id).decision

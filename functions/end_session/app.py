@@ -5,4 +5,4 @@ from session_manager import websocket_route
 
 @websocket_route
 def handler(services, caller, body):
-    return services.sessions.end_session(caller)
+    return services.speaker.end_session(caller)

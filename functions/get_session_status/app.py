@@ -5,4 +5,4 @@ from session_manager import websocket_route
 
 @websocket_route
 def handler(services, caller, body):
-    return services.sessions.session_status(caller)
+    return services.speaker.session_status(caller)

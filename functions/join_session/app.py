@@ -7,5 +7,5 @@ snapstart.enable()  # SnapStart hooks: nothing unique may come from the snapshot
 
 @websocket_route
 def handler(services, caller, body):
-    request = services.sessions.parse_join(caller, body)
-    return services.sessions.join_session(caller, request)
+    request = services.listener.parse_join(caller, body)
+    return services.listener.join_session(caller, request)

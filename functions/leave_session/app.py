@@ -5,4 +5,4 @@ from session_manager import websocket_route
 
 @websocket_route
 def handler(services, caller, body):
-    return services.sessions.leave_session(caller)
+    return services.listener.leave_session(caller)

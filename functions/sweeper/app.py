@@ -1,10 +1,10 @@
-"""Every minute: close silent connections, end expired sessions, repair listener counts."""
-
-from dataclasses import asdict
+"""Every minute: close silent connections, end expired and unreclaimed sessions, tell orphaned
+listeners, repair listener counts."""
 
 from session_manager import scheduled
 
 
 @scheduled
 def handler(services):
-    return asdict(services.sweeper.sweep())
+    sweep = services.sweeper.sweep()
+    return sweep.report, sweep.notices

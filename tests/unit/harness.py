@@ -16,7 +16,13 @@ from typing import Any
 from session_manager.caller import Caller
 from session_manager.config import Settings
 from session_manager.languages import NEURAL_VOICE_SNAPSHOT, TRANSLATE_SNAPSHOT, LanguageCatalog
-from session_manager.protocol import CreateSessionRequest, JoinSessionRequest, QualityTier, Role
+from session_manager.protocol import (
+    CreateSessionRequest,
+    JoinSessionRequest,
+    QualityTier,
+    RefreshConnectionRequest,
+    Role,
+)
 from session_manager.services import Services
 from session_manager.store.dynamodb import from_item
 
@@ -35,6 +41,10 @@ class SnapshotLanguages(LanguageCatalog):
 
 def settings(**overrides: Any) -> Settings:
     base = Settings(
+        rate_limit_key_secret="unit-test-secret",
+        # The lifecycle tests pin the speaker-leaves-ends-the-session behaviour; the reconnect
+        # grace has its own tests, which set it.
+        speaker_reconnect_grace_seconds=0.0,
         sessions_table="SessionsTable",
         connections_table="ConnectionsTable",
         rate_limits_table="RateLimitsTable",
@@ -45,13 +55,95 @@ def settings(**overrides: Any) -> Settings:
     return replace(base, **overrides)
 
 
-def build(dynamodb_client, management_api, **overrides: Any) -> Services:
-    return Services.build(
+class SettableClock:
+    """The services' one clock; tests point it at a FakeClock with use_clock()."""
+
+    def __init__(self) -> None:
+        self.source = time.time
+
+    def time(self) -> float:
+        return self.source()
+
+
+class Acting:
+    """Calls the domain the way the Lambda handlers do: the decision's replies are returned
+    (the first, or all of them for heartbeats) and its notices carried out."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def _done(self, decision, *, all_replies: bool = False):
+        self._services.delivery.carry_out(decision.notices)
+        return list(decision.replies) if all_replies else decision.first
+
+    def create_session(self, caller: Caller, request: CreateSessionRequest):
+        return self._done(self._services.speaker.create_session(caller, request))
+
+    def session_status(self, caller: Caller):
+        return self._done(self._services.speaker.session_status(caller))
+
+    def end_session(self, caller: Caller):
+        return self._done(self._services.speaker.end_session(caller))
+
+    def parse_join(self, caller: Caller, body: dict[str, Any]) -> JoinSessionRequest:
+        return self._services.listener.parse_join(caller, body)
+
+    def join_session(self, caller: Caller, request: JoinSessionRequest):
+        return self._done(self._services.listener.join_session(caller, request))
+
+    def leave_session(self, caller: Caller):
+        return self._done(self._services.listener.leave_session(caller))
+
+    def refresh_connection(self, caller: Caller, request: RefreshConnectionRequest):
+        acting = self._services.speaker if request.role is Role.SPEAKER else self._services.listener
+        return self._done(acting.refresh_connection(caller, request))
+
+    def connect(self, caller: Caller) -> None:
+        self._services.connections.connect(caller)
+
+    def heartbeat(self, caller: Caller):
+        return self._done(self._services.connections.heartbeat(caller), all_replies=True)
+
+    def disconnect(self, connection_id: str) -> str:
+        outcome = self._services.connections.disconnect(connection_id)
+        self._services.delivery.carry_out(outcome.notices)
+        return outcome.what
+
+    def sweep(self):
+        sweep = self._services.sweeper.sweep()
+        self._services.delivery.carry_out(sweep.notices)
+        return sweep.report
+
+
+@dataclass
+class World:
+    """The real domain over real adapters, as the tests drive it."""
+
+    services: Services
+    clock: SettableClock
+
+    def __post_init__(self) -> None:
+        acting = Acting(self.services)
+        self.sessions = acting
+        self.connections = acting
+        self.sweeper = acting
+        self.stores = self.services.stores
+        self.settings = self.services.settings
+        self.delivery = self.services.delivery
+        self.speaker = self.services.speaker
+        self.listener = self.services.listener
+
+
+def build(dynamodb_client, management_api, **overrides: Any) -> World:
+    clock = SettableClock()
+    services = Services.build(
         settings(**overrides),
         dynamodb_client=dynamodb_client,
         management_client=management_api,
         languages=SnapshotLanguages(),
+        clock=clock,
     )
+    return World(services, clock)
 
 
 @dataclass
@@ -159,11 +251,9 @@ class FakeClock:
         self.now += seconds
 
 
-def use_clock(services: Services, clock) -> None:
-    """Make every domain service of `services` read time from `clock`."""
-    services.sessions.clock = clock
-    services.connections.clock = clock
-    services.sweeper.clock = clock
+def use_clock(world: World, clock) -> None:
+    """Make the services' one clock read time from `clock`."""
+    world.clock.source = clock
 
 
 def run_in_threads(target, arguments: list[Any]) -> list[Any]:

@@ -16,9 +16,9 @@ from jwt.algorithms import RSAAlgorithm
 
 from session_manager import auth
 from session_manager.auth import (
-    KeysUnavailable,
-    TokenExpired,
-    TokenRejected,
+    KeysUnavailableError,
+    TokenExpiredError,
+    TokenRejectedError,
     TokenVerifier,
     Unauthorized,
     authorize_connect,
@@ -187,7 +187,7 @@ def test_a_token_expired_within_the_clock_leeway_is_accepted(verifier):
 
 
 def test_an_expired_token_is_rejected_as_expired(verifier):
-    with pytest.raises(TokenExpired) as raised:
+    with pytest.raises(TokenExpiredError) as raised:
         verifier.verify(token(id_claims(exp=int(time.time()) - 120)))
 
     assert raised.value.reason == "Token expired"
@@ -208,14 +208,14 @@ def test_an_expired_token_is_rejected_as_expired(verifier):
     ],
 )
 def test_a_token_with_wrong_claims_is_rejected_as_invalid(verifier, claims):
-    with pytest.raises(TokenRejected) as raised:
+    with pytest.raises(TokenRejectedError) as raised:
         verifier.verify(token(claims))
 
     assert raised.value.reason == "Invalid token"
 
 
 def test_a_token_signed_by_another_key_is_rejected(verifier):
-    with pytest.raises(TokenRejected) as raised:
+    with pytest.raises(TokenRejectedError) as raised:
         verifier.verify(token(id_claims(), key=OTHER_KEY))
 
     assert raised.value.reason == "Invalid token"
@@ -223,7 +223,7 @@ def test_a_token_signed_by_another_key_is_rejected(verifier):
 
 @pytest.mark.parametrize("algorithm", ["HS256", "none"])
 def test_a_token_not_signed_with_rs256_is_rejected(verifier, algorithm):
-    with pytest.raises(TokenRejected) as raised:
+    with pytest.raises(TokenRejectedError) as raised:
         verifier.verify(token(id_claims(), algorithm=algorithm))
 
     assert raised.value.reason == "Invalid token"
@@ -231,7 +231,7 @@ def test_a_token_not_signed_with_rs256_is_rejected(verifier, algorithm):
 
 @pytest.mark.parametrize("garbage", ["not-a-jwt", "a.b.c", "Bearer"])
 def test_a_malformed_token_is_rejected(verifier, garbage):
-    with pytest.raises(TokenRejected):
+    with pytest.raises(TokenRejectedError):
         verifier.verify(garbage)
 
 
@@ -252,7 +252,7 @@ def test_unknown_key_ids_trigger_at_most_one_jwks_refetch_a_minute(verifier, jwk
 
     # WHEN many tokens with forged key ids arrive
     for n in range(5):
-        with pytest.raises(TokenRejected):
+        with pytest.raises(TokenRejectedError):
             verifier.verify(token(id_claims(), kid=f"forged-{n}"))
 
     # THEN the JWKS was fetched again only once
@@ -261,12 +261,12 @@ def test_unknown_key_ids_trigger_at_most_one_jwks_refetch_a_minute(verifier, jwk
 
 def test_an_unknown_key_id_may_refetch_again_after_a_minute(verifier, jwks, monkeypatch):
     verifier.verify(token(id_claims()))
-    with pytest.raises(TokenRejected):
+    with pytest.raises(TokenRejectedError):
         verifier.verify(token(id_claims(), kid="forged-1"))
     real_monotonic = time.monotonic
     monkeypatch.setattr(auth.time, "monotonic", lambda: real_monotonic() + 61)
 
-    with pytest.raises(TokenRejected):
+    with pytest.raises(TokenRejectedError):
         verifier.verify(token(id_claims(), kid="forged-2"))
 
     assert jwks.hits == 3
@@ -286,7 +286,7 @@ def test_a_rotated_key_is_picked_up_by_the_refetch(verifier, jwks):
 def test_an_unreachable_jwks_refuses_speakers():
     verifier = TokenVerifier(settings(jwks_url_override="http://127.0.0.1:9/jwks.json"))
 
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(KeysUnavailableError):
         verifier.verify(token(id_claims()))
     with pytest.raises(Unauthorized):
         authorize_connect(connect_event(query_token=token(id_claims())), verifier)

@@ -11,10 +11,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from session_manager import handler as handler_module
-from session_manager.errors import ServiceUnavailableError
+from session_manager.errors import MisconfigurationError, ServiceUnavailableError
 from session_manager.store import dynamodb as dynamodb_module
 from session_manager.store.circuit_breaker import BreakerState, CircuitBreaker
-from session_manager.store.dynamodb import ConditionFailed, DynamoDB
+from session_manager.store.dynamodb import ConditionFailedError, DynamoDB
 from tests.unit.harness import LambdaContext, build, load_function, websocket_event
 
 
@@ -199,7 +199,7 @@ def test_failed_conditions_are_outcomes_not_outages():
     db = DynamoDB(client)
 
     for _ in range(10):
-        with pytest.raises(ConditionFailed):
+        with pytest.raises(ConditionFailedError):
             db.call("get_item", ["Sessions"], TableName="Sessions", Key={})
 
     assert db.breaker("Sessions").state is BreakerState.CLOSED
@@ -237,7 +237,7 @@ def test_a_breaker_recovers_after_its_trial_call_got_a_validation_error(clock, b
             db.call("get_item", ["Sessions"], TableName="Sessions", Key={})
     clock.now += 30
     client.error = client_error("ValidationException")
-    with pytest.raises(ClientError):
+    with pytest.raises(MisconfigurationError):
         db.call("get_item", ["Sessions"], TableName="Sessions", Key={})
     client.failing = False
 
@@ -261,7 +261,7 @@ def unreachable_dynamodb(monkeypatch, management_api):
         config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"mode": "standard", "max_attempts": 1}),
     )
     services = build(client, management_api)
-    monkeypatch.setattr(handler_module, "get_services", lambda: services)
+    monkeypatch.setattr(handler_module, "get_services", lambda: services.services)
     return services
 
 

@@ -54,8 +54,10 @@ def test_a_speaker_disconnect_logs_the_session_and_its_duration(services, logs):
     services.connections.disconnect(speaker.connection_id)
 
     (ended,) = [line for line in logs.lines if line["message"] == "session ended"]
-    assert (ended["sessionId"], ended["reason"], ended["delivered"]) == (session_id, "speakerDisconnected", 1)
+    assert (ended["sessionId"], ended["reason"], ended["listeners"]) == (session_id, "speakerDisconnected", 1)
     assert isinstance(ended["durationSeconds"], int)
+    (told,) = [line for line in logs.lines if line["message"] == "notices delivered"]
+    assert (told["notices"], told["delivered"], told["failed"]) == (["sessionEnded"], 1, 0)
 
 
 def test_an_ended_session_can_no_longer_be_joined(services):

@@ -10,8 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from session_manager.config import Settings
-from session_manager.errors import ServiceUnavailableError
+from session_manager.errors import MisconfigurationError, ServiceUnavailableError
 from session_manager.observability import masked_ip
+from session_manager.outcomes import Refusal, Written
 from session_manager.protocol import EndReason, JoinSessionRequest
 from session_manager.store.dynamodb import DynamoDB
 from tests.unit.harness import SerializedClient, build, connect, connection_item, create_session, join, session_item
@@ -54,13 +55,13 @@ def test_a_single_item_write_that_meets_a_running_transaction_is_retried(dynamod
     services = build(SerializedClient(dynamodb_client), management_api)
     _, session_id = create_session(services)
     failing = Failing(dynamodb_client, "update_item", client_error("TransactionConflictException", "UpdateItem"))
-    store = build(failing, management_api).sessions.store
+    store = build(failing, management_api).stores.sessions
 
     # WHEN the speaker's disconnect ends it
     ended = store.end(session_id, EndReason.SPEAKER_DISCONNECTED, 1)
 
     # THEN the write was retried and the session ended
-    assert ended is not None and failing.calls == 2
+    assert isinstance(ended, Written) and failing.calls == 2
     assert session_item(dynamodb_client, session_id)["isActive"] is False
 
 
@@ -84,8 +85,11 @@ def test_a_missing_permission_is_logged_as_an_error_not_hidden_as_an_outage(dyna
     denied = Failing(dynamodb_client, "update_item", client_error("AccessDeniedException", "UpdateItem"), times=99)
     database = DynamoDB(denied)
 
-    with pytest.raises(ServiceUnavailableError):
+    with pytest.raises(MisconfigurationError) as raised:
         database.call("update_item", ["RateLimitsTable"], TableName="RateLimitsTable", Key={})
+
+    assert not isinstance(raised.value, ServiceUnavailableError)
+    assert raised.value.code == "INTERNAL_ERROR"
 
     (error,) = logs.at("ERROR")
     assert error["errorCode"] == "AccessDeniedException"
@@ -100,14 +104,14 @@ def test_ending_a_session_leaves_a_listener_that_moved_on_to_another_session_alo
     services.sessions.leave_session(listener.caller)
     services.sessions.join_session(listener.caller, JoinSessionRequest(session_b, "fr"))
     stale_index = [(listener.connection_id, "es")]
-    services.sessions.connections.listeners_of = lambda session_id: iter(stale_index)
+    services.stores.connections.listeners_of = lambda session_id: iter(stale_index)
 
     # WHEN session A ends
     services.connections.disconnect(speaker_a.connection_id)
 
     # THEN the listener is neither told nor taken out of session B
     assert "sessionEnded" not in management_api.types_to(listener.connection_id)
-    assert services.sessions.connections.get(listener.connection_id).session_id == session_b
+    assert services.stores.connections.get(listener.connection_id).session_id == session_b
 
 
 def test_a_listener_told_that_its_session_ended_can_join_another_at_once(services, management_api):
@@ -125,9 +129,10 @@ def test_a_leave_racing_the_same_connections_disconnect_leaves_no_item_behind(se
     # GIVEN a listener whose leaveSession landed just before its $disconnect was handled
     _, session_id = create_session(services)
     listener = join(services, session_id)
-    seen_by_disconnect = services.sessions.connections.get(listener.connection_id)
+    seen_by_disconnect = services.stores.connections.get(listener.connection_id)
     services.sessions.leave_session(listener.caller)
-    services.sessions.connections.get = lambda connection_id, **kwargs: seen_by_disconnect
+    stale_answer = Refusal(connection_failed=True, connection=seen_by_disconnect)
+    services.stores.connections.delete_if_idle = lambda connection_id: stale_answer
 
     # WHEN the disconnect runs on what it read before the leave
     outcome = services.connections.disconnect(listener.connection_id)
@@ -156,7 +161,7 @@ def test_what_a_user_typed_never_reaches_the_logs(services, management_api, logs
     from session_manager import handler as handler_module
     from tests.unit.harness import LambdaContext, load_function, websocket_event
 
-    monkeypatch.setattr(handler_module, "get_services", lambda: services)
+    monkeypatch.setattr(handler_module, "get_services", lambda: services.services)
     join_function = load_function("join_session")
     typed = "  Maria.Gonzalez@example.org "
     event = websocket_event(

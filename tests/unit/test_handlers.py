@@ -26,7 +26,7 @@ ROUTES = {
     "joinSession": "join_session",
     "heartbeat": "heartbeat",
     "refreshConnection": "refresh_connection",
-    "getSessionStatus": "session_status",
+    "getSessionStatus": "get_session_status",
     "endSession": "end_session",
     "leaveSession": "leave_session",
     "$default": "default_route",
@@ -64,7 +64,7 @@ class Gateway:
 
 @pytest.fixture
 def gateway(services, management_api, monkeypatch):
-    monkeypatch.setattr(handler_module, "get_services", lambda: services)
+    monkeypatch.setattr(handler_module, "get_services", lambda: services.services)
     return Gateway(services, management_api)
 
 
@@ -99,7 +99,7 @@ def test_create_session_posts_session_created_to_the_speaker(gateway):
     assert reply["qualityTier"] == "standard"
     assert reply["connectionId"] == speaker.connection_id
     assert abs(reply["expiresAt"] - (time.time() + 7200)) < 5
-    session = gateway.services.sessions.store.get(reply["sessionId"])
+    session = gateway.services.stores.sessions.get(reply["sessionId"])
     assert (session.speaker_connection_id, session.speaker_user_id) == (speaker.connection_id, "speaker-1")
 
 
@@ -126,12 +126,14 @@ def test_end_session_from_a_speaker_connection_replaced_by_a_refresh_is_forbidde
     session_id = gateway.reply(speaker, "createSession", {"action": "createSession", "sourceLanguage": "en"})[
         "sessionId"
     ]
-    store = gateway.services.sessions.store
+    store = gateway.services.stores.sessions
     original_end = store.end
 
     def refresh_first(*args, **kwargs):
         newer = connect(gateway.services, user_id="speaker-1")
-        store.move_speaker(session_id, "speaker-1", newer.connection_id, int(time.time() * 1000), 2**31)
+        store.move_speaker(
+            session_id, "speaker-1", newer.connection_id, int(time.time() * 1000), 2**31, away_since=None
+        )
         return original_end(*args, **kwargs)
 
     monkeypatch.setattr(store, "end", refresh_first)
@@ -294,7 +296,7 @@ def test_join_session_of_an_unknown_session_is_session_not_found(gateway):
 
 def test_join_session_of_a_full_session_is_session_full(dynamodb_client, management_api, monkeypatch):
     services = build(SerializedClient(dynamodb_client), management_api, max_listeners_per_session=1)
-    monkeypatch.setattr(handler_module, "get_services", lambda: services)
+    monkeypatch.setattr(handler_module, "get_services", lambda: services.services)
     gateway = Gateway(services, management_api)
     _, session_id = create_session(services)
     join(services, session_id)
@@ -309,7 +311,7 @@ def test_join_session_of_a_full_session_is_session_full(dynamodb_client, managem
 def test_join_session_over_the_rate_limit_says_when_to_retry(dynamodb_client, management_api, monkeypatch):
     services = build(SerializedClient(dynamodb_client), management_api, rate_limit_listener_joins_per_min=1)
     use_clock(services, FakeClock(time.time() // 60 * 60 + 20))
-    monkeypatch.setattr(handler_module, "get_services", lambda: services)
+    monkeypatch.setattr(handler_module, "get_services", lambda: services.services)
     gateway = Gateway(services, management_api)
     _, session_id = create_session(services)
     join(services, session_id)
@@ -375,7 +377,7 @@ def test_speaker_actions_from_a_listener_are_forbidden(gateway, action):
     reply = gateway.reply(listener, action)
 
     assert_error(reply, request_id(gateway), "FORBIDDEN", 403)
-    assert gateway.services.sessions.store.get(session_id).is_active
+    assert gateway.services.stores.sessions.get(session_id).is_active
 
 
 @pytest.mark.parametrize("action", ["endSession", "getSessionStatus"])
@@ -410,7 +412,7 @@ def test_end_session_tells_the_speaker_and_every_listener(gateway):
     assert (reply["type"], reply["sessionId"], reply["reason"]) == ("sessionEnded", session_id, "speakerEnded")
     for listener in listeners:
         assert gateway.management_api.types_to(listener.connection_id) == ["sessionEnded"]
-    assert not gateway.services.sessions.store.get(session_id).is_active
+    assert not gateway.services.stores.sessions.get(session_id).is_active
 
 
 def test_leave_session_without_a_session_is_an_invalid_action(gateway):
@@ -424,7 +426,7 @@ def test_an_unexpected_exception_becomes_an_internal_error_without_internals(gat
     def explode(caller, request):
         raise RuntimeError("boom in arn:aws:dynamodb:us-east-1:123456789012:table/SessionsTable")
 
-    monkeypatch.setattr(gateway.services.sessions, "create_session", explode)
+    monkeypatch.setattr(gateway.services.speaker, "create_session", explode)
     speaker = connect(gateway.services, user_id="speaker-1")
 
     # WHEN the speaker creates a session
@@ -542,20 +544,20 @@ def test_connect_records_the_connection(gateway):
     response = FUNCTIONS["$connect"].handler(event, LambdaContext())
 
     assert response == {"statusCode": 200}
-    connection = gateway.services.sessions.connections.get("conn-new=")
+    connection = gateway.services.stores.connections.get("conn-new=")
     assert (connection.user_id, connection.session_id) == ("speaker-1", None)
 
 
 def test_connect_over_the_attempt_limit_is_refused_with_429(dynamodb_client, management_api, monkeypatch):
     services = build(dynamodb_client, management_api, rate_limit_connection_attempts_per_min=1)
     use_clock(services, FakeClock(time.time() // 60 * 60 + 1))
-    monkeypatch.setattr(handler_module, "get_services", lambda: services)
+    monkeypatch.setattr(handler_module, "get_services", lambda: services.services)
     FUNCTIONS["$connect"].handler(websocket_event("conn-a=", "$connect"), LambdaContext())
 
     response = FUNCTIONS["$connect"].handler(websocket_event("conn-b=", "$connect"), LambdaContext())
 
     assert response == {"statusCode": 429}
-    assert services.sessions.connections.get("conn-b=") is None
+    assert services.stores.connections.get("conn-b=") is None
 
 
 def test_connect_sends_nothing(gateway):
@@ -571,8 +573,8 @@ def test_disconnect_of_a_listener_frees_its_seat(gateway):
     response = FUNCTIONS["$disconnect"].handler(websocket_event(listener.connection_id, "$disconnect"), LambdaContext())
 
     assert response == {"statusCode": 200}
-    assert gateway.services.sessions.store.get(session_id).listener_count == 0
-    assert gateway.services.sessions.connections.get(listener.connection_id) is None
+    assert gateway.services.stores.sessions.get(session_id).listener_count == 0
+    assert gateway.services.stores.connections.get(listener.connection_id) is None
 
 
 def test_the_sweeper_function_returns_its_report(gateway):

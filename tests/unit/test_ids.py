@@ -108,7 +108,7 @@ def test_create_session_retries_past_ids_that_are_taken_and_logs_the_collisions(
     # GIVEN three sessions exist, and the generator first offers exactly their ids
     taken = []
     for user in ("a", "b", "c"):
-        services.sessions.ids = ScriptedIds([f"taken-lamb-{100 + len(taken)}"])
+        services.speaker.ids = ScriptedIds([f"taken-lamb-{100 + len(taken)}"])
         speaker = connect(services, user_id=user)
         taken.append(
             services.sessions.create_session(speaker.caller, CreateSessionRequest("en", QualityTier.STANDARD))[
@@ -116,7 +116,7 @@ def test_create_session_retries_past_ids_that_are_taken_and_logs_the_collisions(
             ]
         )
     ids = ScriptedIds([*taken, "free-lamb-777"])
-    services.sessions.ids = ids
+    services.speaker.ids = ids
     speaker = connect(services, user_id="speaker")
 
     # WHEN the speaker creates a session
@@ -127,12 +127,12 @@ def test_create_session_retries_past_ids_that_are_taken_and_logs_the_collisions(
     assert ids.calls == 4
     collisions = [line for line in logs.lines if line["message"] == "session id collision"]
     assert [(line["sessionId"], line["attempt"]) for line in collisions] == [(t, n) for n, t in enumerate(taken, 1)]
-    assert services.sessions.store.get("free-lamb-777").speaker_user_id == "speaker"
+    assert services.stores.sessions.get("free-lamb-777").speaker_user_id == "speaker"
 
 
 def test_create_session_gives_up_after_session_id_max_attempts(services, logs):
     # GIVEN a session exists and the generator only ever offers its id
-    services.sessions.ids = ScriptedIds(["taken-lamb-100"])
+    services.speaker.ids = ScriptedIds(["taken-lamb-100"])
     first = connect(services, user_id="first")
     services.sessions.create_session(first.caller, CreateSessionRequest("en", QualityTier.STANDARD))
 
@@ -142,7 +142,7 @@ def test_create_session_gives_up_after_session_id_max_attempts(services, logs):
             return "taken-lamb-100"
 
     ids = AlwaysTaken([])
-    services.sessions.ids = ids
+    services.speaker.ids = ids
     speaker = connect(services, user_id="second")
 
     # WHEN another speaker creates a session
@@ -153,4 +153,4 @@ def test_create_session_gives_up_after_session_id_max_attempts(services, logs):
     assert ids.calls == services.settings.session_id_max_attempts == 10
     assert (raised.value.code, raised.value.status) == ("SERVICE_UNAVAILABLE", 503)
     assert "session ids exhausted" in logs.messages("ERROR")
-    assert services.sessions.connections.get(speaker.connection_id).session_id is None
+    assert services.stores.connections.get(speaker.connection_id).session_id is None

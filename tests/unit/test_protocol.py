@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,26 +27,22 @@ from session_manager.protocol import (
 )
 
 
-def test_a_message_carries_its_type_and_an_integer_millisecond_timestamp():
-    before = int(time.time() * 1000)
+def test_a_message_carries_its_type_and_the_millisecond_timestamp_of_the_callers_clock():
+    body = message(MessageType.HEARTBEAT_ACK, 1_796_000_000_123)
 
-    body = message(MessageType.HEARTBEAT_ACK)
-
-    after = int(time.time() * 1000)
     assert body["type"] == "heartbeatAck"
-    assert isinstance(body["timestamp"], int)
-    assert before <= body["timestamp"] <= after
+    assert body["timestamp"] == 1_796_000_000_123
 
 
 def test_a_message_keeps_its_fields_and_drops_none():
-    body = message(MessageType.SESSION_LEFT, sessionId="holy-lamb-123", targetLanguage=None)
+    body = message(MessageType.SESSION_LEFT, 1, sessionId="holy-lamb-123", targetLanguage=None)
 
     assert set(body) == {"type", "timestamp", "sessionId"}
     assert body["sessionId"] == "holy-lamb-123"
 
 
 def test_an_error_message_has_code_message_status_and_request_id():
-    body = error_message(SessionNotFoundError(session_id="holy-lamb-123"), "req-1")
+    body = error_message(SessionNotFoundError(session_id="holy-lamb-123"), "req-1", 1)
 
     assert body["type"] == "error"
     assert body["code"] == "SESSION_NOT_FOUND"
@@ -63,7 +57,7 @@ def test_an_error_message_has_code_message_status_and_request_id():
 def test_a_field_error_message_has_details_naming_the_field():
     error = InvalidParametersError("'sourceLanguage' is required.", field="sourceLanguage", reason="missing")
 
-    body = error_message(error, "req-1")
+    body = error_message(error, "req-1", 1)
 
     assert body["details"] == {"field": "sourceLanguage", "reason": "missing"}
     assert "sessionId" not in body
@@ -71,7 +65,7 @@ def test_a_field_error_message_has_details_naming_the_field():
 
 @pytest.mark.parametrize(("retry_after", "expected"), [(0, 1), (1, 1), (42, 42)])
 def test_a_rate_limit_error_message_has_a_retry_after_of_at_least_one_second(retry_after, expected):
-    body = error_message(RateLimitExceededError(retry_after=retry_after), "req-1")
+    body = error_message(RateLimitExceededError(retry_after=retry_after), "req-1", 1)
 
     assert body["status"] == 429
     assert body["retryAfter"] == expected

@@ -5,12 +5,18 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
-from session_manager.errors import InvalidSessionIdError, RateLimitExceededError, SessionNotFoundError
+from session_manager.errors import (
+    InvalidSessionIdError,
+    MisconfigurationError,
+    RateLimitExceededError,
+    SessionNotFoundError,
+)
 from session_manager.protocol import JoinSessionRequest
-from session_manager.ratelimit import RateLimiter
+from session_manager.ratelimit import RateLimiter, Window
 from session_manager.store.dynamodb import DynamoDB
-from session_manager.store.rate_limits import RateLimitRepository
+from session_manager.store.rate_limits import DynamoDBRateLimitStore
 from tests.unit.harness import (
     FakeClock,
     SerializedClient,
@@ -36,18 +42,28 @@ def limiter_for(dynamodb_client):
     def make(**overrides) -> RateLimiter:
         configured = settings(**overrides)
         return RateLimiter(
-            configured, RateLimitRepository(configured.rate_limits_table, DynamoDB(SerializedClient(dynamodb_client)))
+            configured,
+            DynamoDBRateLimitStore(configured.rate_limits_table, DynamoDB(SerializedClient(dynamodb_client))),
+            configured.rate_limit_key_secret.encode(),
         )
 
     return make
 
 
-def test_requests_within_the_limit_are_accepted(limiter_for):
+def _counted(dynamodb_client, limiter: RateLimiter, policy: str, key: str, now: float) -> int:
+    window = Window.of(policy, key, 60, now, limiter.key_secret)
+    item = dynamodb_client.get_item(TableName="RateLimitsTable", Key={"identifier": {"S": window.identifier}})
+    return int(item.get("Item", {}).get("count", {}).get("N", 0))
+
+
+def test_requests_within_the_limit_are_accepted(limiter_for, dynamodb_client):
     limiter = limiter_for(rate_limit_connection_attempts_per_min=3)
     start = _window_start()
 
     for second in range(3):
         limiter.connection_attempt(IP, start + second)
+
+    assert _counted(dynamodb_client, limiter, "connect", IP, start) == 3
 
 
 def test_a_request_over_the_limit_is_told_to_retry_at_the_window_end(limiter_for):
@@ -85,12 +101,17 @@ def test_requests_are_accepted_again_in_the_next_window(limiter_for):
     limiter.connection_attempt(IP, start + 60)
 
 
-def test_limits_are_kept_per_source(limiter_for):
+def test_limits_are_kept_per_source(limiter_for, dynamodb_client):
     limiter = limiter_for(rate_limit_connection_attempts_per_min=1)
     start = _window_start()
     limiter.connection_attempt(IP, start)
 
     limiter.connection_attempt("198.51.100.24", start)
+
+    assert _counted(dynamodb_client, limiter, "connect", IP, start) == 1
+    assert _counted(dynamodb_client, limiter, "connect", "198.51.100.24", start) == 1
+    with pytest.raises(RateLimitExceededError):
+        limiter.connection_attempt(IP, start + 1)
 
 
 def test_concurrent_requests_never_exceed_the_limit(limiter_for):
@@ -147,7 +168,7 @@ def test_with_default_settings_500_listeners_behind_one_ip_all_join_within_a_min
 
     # THEN every one of them is in
     assert [r["type"] for r in replies] == ["sessionJoined"] * 500
-    assert services.sessions.store.get(session_id).listener_count == 500
+    assert services.stores.sessions.get(session_id).listener_count == 500
 
 
 def test_an_ip_that_keeps_failing_joins_is_slowed_down(services):
@@ -182,7 +203,7 @@ def test_failed_joins_do_not_use_up_the_join_budget(dynamodb_client, management_
     # WHEN it joins a real session 5 times THEN every join gets in
     for _ in range(5):
         join(services, session_id, source_ip=IP)
-    assert services.sessions.store.get(session_id).listener_count == 5
+    assert services.stores.sessions.get(session_id).listener_count == 5
 
 
 def test_malformed_session_ids_count_as_failed_joins(services):
@@ -211,20 +232,59 @@ def test_failed_joins_from_one_ip_do_not_slow_down_another(services):
 
     listener = join(services, session_id, source_ip="198.51.100.99")
 
-    assert services.sessions.connections.get(listener.connection_id).session_id == session_id
+    assert services.stores.connections.get(listener.connection_id).session_id == session_id
 
 
-def test_without_the_rate_limit_table_requests_are_allowed_and_a_warning_logged(dynamodb_client, management_api, logs):
-    # GIVEN settings that name a RateLimits table that does not exist
-    services = build(dynamodb_client, management_api, rate_limits_table="NoSuchTable")
+class RateLimitsDown:
+    """DynamoDB whose RateLimits table answers every write with ``code`` (the others work)."""
+
+    def __init__(self, client, code: str, status: int) -> None:
+        self._client = client
+        self._error = ClientError(
+            {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "UpdateItem"
+        )
+
+    def update_item(self, **kwargs):
+        if kwargs.get("TableName") == "RateLimitsTable":
+            raise self._error
+        return self._client.update_item(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("ProvisionedThroughputExceededException", 400), ("InternalServerError", 500)]
+)
+def test_when_the_rate_limit_table_is_down_requests_are_allowed_and_a_warning_logged(
+    dynamodb_client, management_api, logs, code, status
+):
+    # GIVEN a RateLimits table that is throttled or failing (an outage, not our bug)
+    services = build(SerializedClient(RateLimitsDown(dynamodb_client, code, status)), management_api)
     _, session_id = create_session(services)
 
     # WHEN a listener connects and joins
     listener = join(services, session_id)
 
     # THEN it got in, and the skipped limiting was logged as a warning
-    assert services.sessions.connections.get(listener.connection_id).session_id == session_id
+    assert services.stores.connections.get(listener.connection_id).session_id == session_id
     assert "rate limits unavailable; limiting skipped" in logs.messages("WARNING")
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 400), ("ResourceNotFoundException", 400)])
+def test_a_rate_limit_table_the_function_may_not_use_is_an_error_not_an_open_door(
+    dynamodb_client, management_api, logs, code, status
+):
+    # GIVEN a RateLimits table the function has no permission for, or that does not exist
+    services = build(SerializedClient(RateLimitsDown(dynamodb_client, code, status)), management_api)
+
+    # WHEN six connections arrive against a limit of five
+    # THEN none gets past the limiter: each is refused as an internal error, logged at ERROR
+    for _ in range(6):
+        with pytest.raises(MisconfigurationError):
+            connect(services)
+    assert all(line["errorCode"] == code for line in logs.at("ERROR"))
+    assert "rate limits unavailable; limiting skipped" not in logs.messages("WARNING")
 
 
 # ---------------------------------------------------------------- heartbeats
@@ -286,13 +346,13 @@ def test_a_heartbeat_marks_the_connection_alive(services):
 
     services.connections.heartbeat(client.caller)
 
-    assert services.sessions.connections.get(client.connection_id).last_seen_at == int(clock.now * 1000)
+    assert services.stores.connections.get(client.connection_id).last_seen_at == int(clock.now * 1000)
 
 
 def test_a_heartbeat_from_an_unrecorded_connection_is_still_acknowledged(services):
     _heartbeat_clock(services)
     client = connect(services)
-    services.sessions.connections.delete(client.connection_id)
+    services.stores.connections.delete(client.connection_id)
 
     replies = services.connections.heartbeat(client.caller)
 

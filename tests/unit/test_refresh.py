@@ -52,10 +52,10 @@ def test_a_speaker_refresh_moves_the_session_to_the_new_connection(services):
     # THEN the new connection is the speaker's and the session lives 2 h from now
     assert (reply["type"], reply["sessionId"], reply["role"]) == ("connectionRefreshComplete", session_id, "speaker")
     assert "targetLanguage" not in reply
-    session = services.sessions.store.get(session_id)
+    session = services.stores.sessions.get(session_id)
     assert session.speaker_connection_id == new.connection_id
     assert session.expires_at == int(clock.now) + 7200
-    assert services.sessions.connections.get(new.connection_id).role is Role.SPEAKER
+    assert services.stores.connections.get(new.connection_id).role is Role.SPEAKER
 
 
 def test_a_speaker_refresh_by_another_user_is_forbidden(services):
@@ -66,8 +66,8 @@ def test_a_speaker_refresh_by_another_user_is_forbidden(services):
         services.sessions.refresh_connection(intruder.caller, speaker_refresh(session_id))
 
     assert raised.value.session_id == session_id
-    assert services.sessions.store.get(session_id).speaker_connection_id == old.connection_id
-    assert services.sessions.connections.get(intruder.connection_id).session_id is None
+    assert services.stores.sessions.get(session_id).speaker_connection_id == old.connection_id
+    assert services.stores.connections.get(intruder.connection_id).session_id is None
 
 
 def test_a_speaker_refresh_without_a_token_is_unauthorized(services):
@@ -78,7 +78,7 @@ def test_a_speaker_refresh_without_a_token_is_unauthorized(services):
         services.sessions.refresh_connection(anonymous.caller, speaker_refresh(session_id))
 
     assert raised.value.session_id == session_id
-    assert services.sessions.store.get(session_id).speaker_connection_id == old.connection_id
+    assert services.stores.sessions.get(session_id).speaker_connection_id == old.connection_id
 
 
 def test_a_speaker_refresh_of_an_unknown_session_is_session_not_found(services):
@@ -108,9 +108,9 @@ def test_after_a_speaker_refresh_closing_the_old_connection_keeps_the_session(se
     outcome = services.connections.disconnect(old.connection_id)
 
     assert outcome == "stale-speaker"
-    assert services.sessions.store.get(session_id).is_active
+    assert services.stores.sessions.get(session_id).is_active
     assert management_api.types_to(listener.connection_id) == []
-    assert services.sessions.connections.get(old.connection_id) is None
+    assert services.stores.connections.get(old.connection_id) is None
 
 
 def test_after_a_speaker_refresh_closing_the_new_connection_ends_the_session(services, management_api):
@@ -122,7 +122,7 @@ def test_after_a_speaker_refresh_closing_the_new_connection_ends_the_session(ser
 
     services.connections.disconnect(new.connection_id)
 
-    session = services.sessions.store.get(session_id)
+    session = services.stores.sessions.get(session_id)
     assert (session.is_active, session.end_reason.value) == (False, "speakerDisconnected")
     assert management_api.types_to(listener.connection_id) == ["sessionEnded"]
 
@@ -135,7 +135,7 @@ def test_after_a_speaker_refresh_the_old_connection_may_not_end_the_session(serv
     with pytest.raises(ForbiddenError):
         services.sessions.end_session(old.caller)
 
-    assert services.sessions.store.get(session_id).is_active
+    assert services.stores.sessions.get(session_id).is_active
 
 
 # ---------------------------------------------------------------- listener
@@ -154,8 +154,8 @@ def test_a_listener_refresh_takes_a_new_seat_for_the_new_connection(services):
         "role": "listener",
         "targetLanguage": "fr",
     }
-    assert services.sessions.store.get(session_id).listener_count == 2
-    assert services.sessions.connections.get(new.connection_id).target_language == "fr"
+    assert services.stores.sessions.get(session_id).listener_count == 2
+    assert services.stores.connections.get(new.connection_id).target_language == "fr"
 
 
 def test_a_listener_refresh_may_briefly_exceed_the_capacity(dynamodb_client, management_api):
@@ -222,8 +222,8 @@ def test_a_refresh_after_the_speaker_disconnect_ended_the_session_is_session_not
     with pytest.raises(SessionNotFoundError):
         services.sessions.refresh_connection(new.caller, speaker_refresh(session_id))
 
-    assert not services.sessions.store.get(session_id).is_active
-    assert services.sessions.connections.get(new.connection_id).session_id is None
+    assert not services.stores.sessions.get(session_id).is_active
+    assert services.stores.connections.get(new.connection_id).session_id is None
 
 
 def test_a_refresh_before_the_old_connection_closes_keeps_the_session(services):
@@ -233,7 +233,7 @@ def test_a_refresh_before_the_old_connection_closes_keeps_the_session(services):
 
     services.connections.disconnect(old.connection_id)
 
-    session = services.sessions.store.get(session_id)
+    session = services.stores.sessions.get(session_id)
     assert (session.is_active, session.speaker_connection_id) == (True, new.connection_id)
 
 
@@ -254,13 +254,13 @@ def test_a_refresh_racing_the_old_connection_close_ends_consistently(services, r
     )
 
     # THEN either the session ended and the refresh failed, or it lives on with the new speaker
-    session = services.sessions.store.get(session_id)
+    session = services.stores.sessions.get(session_id)
     if session.is_active:
         assert refresh["type"] == "connectionRefreshComplete"
         assert session.speaker_connection_id == new.connection_id
-        assert services.sessions.connections.get(listener.connection_id).session_id == session_id
+        assert services.stores.connections.get(listener.connection_id).session_id == session_id
     else:
         assert isinstance(refresh, SessionNotFoundError)
         assert session.end_reason.value == "speakerDisconnected"
-        assert services.sessions.connections.get(new.connection_id).session_id is None
-        assert services.sessions.connections.get(listener.connection_id).session_id is None
+        assert services.stores.connections.get(new.connection_id).session_id is None
+        assert services.stores.connections.get(listener.connection_id).session_id is None

@@ -4,12 +4,14 @@ epoch seconds, lazy-TTL reads, batch deletes and exactly-once seat release."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
+from session_manager import rules
 from session_manager.errors import InvalidActionError, SessionFullError, SessionNotFoundError
+from session_manager.outcomes import Outcome, Refusal
 from session_manager.protocol import JoinSessionRequest, Role
-from session_manager.store.sessions import Outcome
 from tests.unit.harness import (
     FakeClock,
     SerializedClient,
@@ -146,12 +148,24 @@ def test_joining_a_full_session_is_session_full(dynamodb_client, management_api)
     assert raised.value.session_id == session_id
 
 
-def test_a_second_join_on_the_same_connection_is_an_invalid_action(services, dynamodb_client):
+def test_a_repeated_join_for_the_seat_the_connection_holds_is_told_it_is_seated_once(services, dynamodb_client):
+    # A retried join (botocore repeats a request whose answer timed out) finds the seat taken by
+    # its own first attempt: the client is told the truth, and the seat is counted once.
+    _, session_id = create_session(services)
+    listener = join(services, session_id)
+
+    reply = _join(services, session_id)(listener)
+
+    assert (reply["type"], reply["sessionId"], reply["targetLanguage"]) == ("sessionJoined", session_id, "es")
+    assert session_item(dynamodb_client, session_id)["listenerCount"] == 1
+
+
+def test_a_join_for_another_seat_on_a_seated_connection_is_an_invalid_action(services, dynamodb_client):
     _, session_id = create_session(services)
     listener = join(services, session_id)
 
     with pytest.raises(InvalidActionError) as raised:
-        _join(services, session_id)(listener)
+        services.sessions.join_session(listener.caller, JoinSessionRequest(session_id, "fr"))
 
     assert raised.value.session_id == session_id
     assert session_item(dynamodb_client, session_id)["listenerCount"] == 1
@@ -164,12 +178,16 @@ def test_the_store_refuses_a_seat_to_a_connection_that_holds_one(services, dynam
     listener = join(services, first)
 
     # WHEN the store is asked to seat it in another session
-    outcome = services.sessions.store.add_listener(
+    outcome = services.stores.sessions.add_listener(
         second, listener.connection_id, "fr", int(time.time() * 1000), capacity=500
     )
 
-    # THEN it is refused as a busy connection and nothing was counted
-    assert outcome is Outcome.CONNECTION_BUSY
+    # THEN it is refused with the connection as it was, which the domain reads as busy, and
+    # nothing was counted
+    assert isinstance(outcome, Refusal) and outcome.connection_failed and not outcome.session_failed
+    assert outcome.connection.session_id == first
+    seat = services.listener.seat_outcome(outcome, second, "fr", 500, int(time.time() * 1000))
+    assert seat is Outcome.CONNECTION_BUSY
     assert session_item(dynamodb_client, second)["listenerCount"] == 0
     assert connection_item(dynamodb_client, listener.connection_id)["sessionId"] == first
 
@@ -218,7 +236,7 @@ def test_a_session_creation_window_expires_at_the_end_of_its_hour(services, dyna
 # ---------------------------------------------------------------- lazy TTL
 
 
-def test_a_connection_item_past_its_ttl_reads_as_absent(services, dynamodb_client):
+def test_a_connection_item_past_its_ttl_does_not_count(services, dynamodb_client):
     dynamodb_client.put_item(
         TableName="ConnectionsTable",
         Item={
@@ -228,15 +246,21 @@ def test_a_connection_item_past_its_ttl_reads_as_absent(services, dynamodb_clien
         },
     )
 
-    assert services.sessions.connections.get("stale=") is None
+    # The store returns it as stored (TTL deletion is lazy); the domain's rule says it is gone.
+    stale = services.stores.connections.get("stale=")
+    assert stale is not None
+    assert not rules.counts(stale, time.time())
+    with pytest.raises(InvalidActionError):
+        services.sessions.leave_session(replace(connect(services).caller, connection_id="stale="))
 
 
 def test_a_session_item_past_expires_at_reads_as_not_live(services, dynamodb_client):
     _, session_id = create_session(services)
     now = time.time()
 
-    assert services.sessions.store.get_live(session_id, now + 7200 + 1) is None
-    assert services.sessions.store.get_live(session_id, now).session_id == session_id
+    session = services.stores.sessions.get(session_id)
+    assert not rules.is_live(session, now + 7200 + 1)
+    assert rules.is_live(session, now)
 
 
 # ---------------------------------------------------------------- batch delete
@@ -248,8 +272,10 @@ def test_releasing_a_seat_twice_decrements_once(services, dynamodb_client):
     join(services, session_id)
     now_ms = int(time.time() * 1000)
 
-    first = services.sessions.store.remove_listener(listener.connection_id, session_id, now_ms, delete_connection=True)
-    second = services.sessions.store.remove_listener(listener.connection_id, session_id, now_ms, delete_connection=True)
+    first = services.stores.sessions.remove_listener(listener.connection_id, session_id, now_ms, delete_connection=True)
+    second = services.stores.sessions.remove_listener(
+        listener.connection_id, session_id, now_ms, delete_connection=True
+    )
 
     assert (first, second) == (Outcome.DONE, Outcome.ALREADY_DONE)
     assert session_item(dynamodb_client, session_id)["listenerCount"] == 1
@@ -263,7 +289,7 @@ def test_releasing_a_seat_from_two_threads_decrements_once(services, dynamodb_cl
     now_ms = int(time.time() * 1000)
 
     outcomes = run_in_threads(
-        lambda _: services.sessions.store.remove_listener(
+        lambda _: services.stores.sessions.remove_listener(
             listener.connection_id, session_id, now_ms, delete_connection=True
         ),
         [1, 2],
@@ -280,7 +306,7 @@ def test_releasing_a_seat_never_takes_the_count_below_zero(services, dynamodb_cl
     set_listener_count(dynamodb_client, session_id, 0)
 
     # WHEN its seat is released
-    outcome = services.sessions.store.remove_listener(
+    outcome = services.stores.sessions.remove_listener(
         listener.connection_id, session_id, int(time.time() * 1000), delete_connection=True
     )
 

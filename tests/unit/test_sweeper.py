@@ -7,9 +7,11 @@ import time
 import pytest
 
 from session_manager.protocol import EndReason, RefreshConnectionRequest, Role
-from session_manager.sweeper import BROADCAST_GRACE_MS, Sweeper
+from session_manager.sweeper import BROADCAST_GRACE_MS
 from tests.unit.harness import (
     FakeClock,
+    SerializedClient,
+    build,
     connect,
     connection_item,
     create_session,
@@ -36,7 +38,7 @@ def keep_alive(services, *clients) -> None:
 
 def expire(services, clock, session_id, *clients):
     """Move past the session's expiresAt, the clients having heartbeated just before."""
-    clock.now = services.sessions.store.get(session_id).expires_at - 10
+    clock.now = services.stores.sessions.get(session_id).expires_at - 10
     keep_alive(services, *clients)
     clock.advance(11)
 
@@ -94,7 +96,7 @@ def test_a_silent_speaker_already_gone_ends_its_session(services, clock, managem
 
     services.sweeper.sweep()
 
-    assert services.sessions.store.get(session_id).end_reason.value == "speakerDisconnected"
+    assert services.stores.sessions.get(session_id).end_reason.value == "speakerDisconnected"
     assert management_api.types_to(listener.connection_id) == ["sessionEnded"]
 
 
@@ -143,7 +145,7 @@ def test_a_session_refreshed_past_its_first_expiry_is_left_alone(services, clock
     report = services.sweeper.sweep()
 
     assert report.ended_expired == 0
-    assert services.sessions.store.get(session_id).is_active
+    assert services.stores.sessions.get(session_id).is_active
 
 
 def test_running_the_sweeper_twice_ends_an_expired_session_once(services, clock, management_api):
@@ -174,7 +176,7 @@ def test_two_sweeps_at_once_end_an_expired_session_once(services, clock, managem
 
 
 def test_a_sweep_overlapping_another_sweeps_broadcast_tells_each_listener_once(
-    services, clock, management_api, monkeypatch
+    services, clock, management_api, monkeypatch, dynamodb_client
 ):
     # GIVEN an expired session with listeners, and a second sweeper that runs exactly while the
     # first one is broadcasting sessionEnded (after it ended the session, before it deleted
@@ -182,16 +184,17 @@ def test_a_sweep_overlapping_another_sweeps_broadcast_tells_each_listener_once(
     speaker, session_id = create_session(services)
     listeners = [join(services, session_id) for _ in range(3)]
     expire(services, clock, session_id, speaker, *listeners)
-    other = Sweeper(services.settings, services.sessions, services.connections, clock=clock)
-    broadcast = services.messenger.broadcast
+    other = build(SerializedClient(dynamodb_client), management_api)
+    use_clock(other, clock)
+    carry_out = services.delivery.carry_out
     overlapped = []
 
-    def broadcast_while_the_other_sweeps(connection_ids, message, **options):
+    def deliver_after_the_other_sweep(notices):
         if not overlapped:
-            overlapped.append(other.sweep())
-        return broadcast(connection_ids, message, **options)
+            overlapped.append(other.sweeper.sweep())
+        return carry_out(notices)
 
-    monkeypatch.setattr(services.messenger, "broadcast", broadcast_while_the_other_sweeps)
+    monkeypatch.setattr(services.delivery, "carry_out", deliver_after_the_other_sweep)
 
     # WHEN the first sweeper runs
     services.sweeper.sweep()
@@ -211,7 +214,7 @@ def test_a_listener_of_a_session_that_ended_without_telling_it_is_told(
     # GIVEN a session marked ended whose listener never got sessionEnded
     _, session_id = create_session(services)
     listener = join(services, session_id)
-    services.sessions.store.end(session_id, EndReason.SPEAKER_ENDED, int(clock.now * 1000))
+    services.stores.sessions.end(session_id, EndReason.SPEAKER_ENDED, int(clock.now * 1000))
 
     # WHEN the sweeper runs after the ending process had its grace period to tell listeners
     clock.advance(BROADCAST_GRACE_MS / 1000 + 1)

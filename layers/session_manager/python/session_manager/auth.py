@@ -25,7 +25,7 @@ CLOCK_LEEWAY_SECONDS = 30
 UNKNOWN_KID_REFETCH_SECONDS = 60
 
 
-class TokenRejected(Exception):
+class TokenRejectedError(Exception):
     """The token is not acceptable; ``reason`` is safe to log, the token never is."""
 
     def __init__(self, reason: str) -> None:
@@ -33,12 +33,12 @@ class TokenRejected(Exception):
         self.reason = reason
 
 
-class TokenExpired(TokenRejected):
+class TokenExpiredError(TokenRejectedError):
     def __init__(self) -> None:
         super().__init__("Token expired")
 
 
-class KeysUnavailable(TokenRejected):
+class KeysUnavailableError(TokenRejectedError):
     """The JWKS could not be fetched: speakers are refused, listeners are not affected."""
 
     def __init__(self) -> None:
@@ -82,9 +82,9 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise TokenRejected("Invalid token") from None
+            raise TokenRejectedError("Invalid token") from None
         if header.get("alg") != "RS256":
-            raise TokenRejected("Invalid token")
+            raise TokenRejectedError("Invalid token")
         key = self._signing_key(header.get("kid"))
         try:
             claims = jwt.decode(
@@ -96,9 +96,9 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "sub", "token_use"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
-            raise TokenExpired() from None
+            raise TokenExpiredError() from None
         except jwt.InvalidTokenError:
-            raise TokenRejected("Invalid token") from None
+            raise TokenRejectedError("Invalid token") from None
         self._check_client(claims)
         return Speaker(user_id=str(claims["sub"]), email=claims.get("email"))
 
@@ -109,16 +109,16 @@ class TokenVerifier:
             audience = claims.get("aud")
             audiences = audience if isinstance(audience, list) else [audience]
             if client_id not in audiences:
-                raise TokenRejected("Invalid token")
+                raise TokenRejectedError("Invalid token")
         elif token_use == "access":
             if claims.get("client_id") != client_id:
-                raise TokenRejected("Invalid token")
+                raise TokenRejectedError("Invalid token")
         else:
-            raise TokenRejected("Invalid token")
+            raise TokenRejectedError("Invalid token")
 
     def _signing_key(self, kid: str | None):
         if not kid:
-            raise TokenRejected("Invalid token")
+            raise TokenRejectedError("Invalid token")
         try:
             key = self._find_key(kid, refresh=False)
             if key is None and self._may_refetch():
@@ -126,13 +126,13 @@ class TokenVerifier:
                 # every handshake fetch the JWKS, so a refetch is allowed once a minute.
                 key = self._find_key(kid, refresh=True)
         except jwt.PyJWKClientConnectionError:
-            raise KeysUnavailable() from None
+            raise KeysUnavailableError() from None
         except (jwt.PyJWKSetError, jwt.InvalidKeyError):
-            raise KeysUnavailable() from None  # a key set with no usable key
+            raise KeysUnavailableError() from None  # a key set with no usable key
         except jwt.PyJWKClientError:
-            raise TokenRejected("Invalid token") from None
+            raise TokenRejectedError("Invalid token") from None
         if key is None:
-            raise TokenRejected("Invalid token")
+            raise TokenRejectedError("Invalid token")
         return key
 
     def _find_key(self, kid: str, *, refresh: bool):
@@ -176,7 +176,7 @@ def authorize_connect(event: dict[str, Any], verifier: TokenVerifier) -> dict[st
         return _allow(event, principal="anonymous", context={"role": Role.LISTENER.value})
     try:
         speaker = verifier.verify(token)
-    except TokenRejected as rejection:
+    except TokenRejectedError as rejection:
         source = (event.get("requestContext") or {}).get("identity", {}).get("sourceIp")
         logger.warning(
             "speaker authentication failed",

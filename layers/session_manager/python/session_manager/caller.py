@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
 from session_manager.protocol import Role
 
 
@@ -24,14 +26,17 @@ class Caller:
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> Caller:
-        context = event.get("requestContext") or {}
+        context = APIGatewayProxyEvent(event).request_context
         authorizer = context.get("authorizer") or {}
         role = Role.SPEAKER if authorizer.get("role") == Role.SPEAKER.value else Role.LISTENER
+        if not context.connection_id:
+            raise KeyError("connectionId")
         return cls(
-            connection_id=context["connectionId"],
-            request_id=context.get("requestId", ""),
-            source_ip=(context.get("identity") or {}).get("sourceIp", ""),
-            connected_at=int(context.get("connectedAt") or time.time() * 1000),
+            connection_id=context.connection_id,
+            request_id=context.request_id or "",
+            source_ip=context.identity.source_ip or "",
+            # Only a hand-made event lacks connectedAt; API Gateway always sends it.
+            connected_at=int(context.connected_at or time.time() * 1000),
             role=role,
             user_id=authorizer.get("userId") or None,
         )

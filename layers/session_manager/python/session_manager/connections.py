@@ -2,61 +2,80 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
 from session_manager.caller import Caller
+from session_manager.clock import now_ms
 from session_manager.config import Settings
+from session_manager.ending import SessionEnding
+from session_manager.errors import RateLimitExceededError
 from session_manager.models import Connection
+from session_manager.outcomes import Decision, Notice, Outcome, Refusal
+from session_manager.ports import Clock, ConnectionStore, SessionStore
 from session_manager.protocol import MessageType, Role, message
 from session_manager.ratelimit import RateLimiter
-from session_manager.sessions import SessionService
-from session_manager.store.connections import ConnectionRepository
-from session_manager.store.sessions import Outcome
 
 logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """What a $disconnect did (for the log) and whom to tell."""
+
+    what: str
+    notices: tuple[Notice, ...] = ()
+
+    @property
+    def decision(self) -> Decision:
+        return Decision(notices=self.notices)
 
 
 class ConnectionService:
     def __init__(
         self,
         settings: Settings,
-        connections: ConnectionRepository,
-        sessions: SessionService,
+        connections: ConnectionStore,
+        sessions: SessionStore,
+        ending: SessionEnding,
         limiter: RateLimiter,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
     ) -> None:
         self.settings = settings
         self.connections = connections
         self.sessions = sessions
+        self.ending = ending
         self.limiter = limiter
         self.clock = clock
 
     def connect(self, caller: Caller) -> None:
         """Apply the per-IP attempt limit and record the connection (a duplicate is harmless)."""
-        now = self.clock()
-        self.limiter.connection_attempt(caller.source_ip, now)
+        self.limiter.connection_attempt(caller.source_ip, self.clock.time())
         ttl = int(caller.connected_at / 1000) + self.settings.connection_ttl_seconds
         if not self.connections.register(caller.connection_id, caller.connected_at, ttl, caller.user_id):
             logger.warning("duplicate $connect ignored")
 
-    def heartbeat(self, caller: Caller) -> list[dict[str, Any]]:
+    def heartbeat(self, caller: Caller) -> Decision:
         """heartbeatAck, followed by connectionRefreshRequired and connectionWarning when due.
         Due-ness comes from the connection's age at the gateway; the one write counts the
         heartbeat against its limit and marks the connection alive."""
-        now_ms = int(self.clock() * 1000)
-        connection = self.connections.record_heartbeat(
-            caller.connection_id, now_ms, self.settings.rate_limit_heartbeats_per_min
+        now = now_ms(self.clock)
+        result = self.connections.record_heartbeat(
+            caller.connection_id, now, self.settings.rate_limit_heartbeats_per_min
         )
-        replies = [message(MessageType.HEARTBEAT_ACK)]
-        age_minutes = (now_ms - caller.connected_at) / 60000
+        if isinstance(result, Refusal) and result.connection is not None:
+            raise RateLimitExceededError(
+                "Too many heartbeats; send one every 30 seconds.", retry_after=60 - (now // 1000) % 60
+            )
+        connection = None if isinstance(result, Refusal) else result.connection
+        replies = [message(MessageType.HEARTBEAT_ACK, now)]
+        age_minutes = (now - caller.connected_at) / 60000
         if age_minutes >= self.settings.connection_refresh_minutes and connection and connection.session_id:
             replies.append(
                 message(
                     MessageType.CONNECTION_REFRESH_REQUIRED,
+                    now,
                     sessionId=connection.session_id,
                     role=connection.role.value if connection.role else None,
                     targetLanguage=connection.target_language if connection.role is Role.LISTENER else None,
@@ -68,45 +87,49 @@ class ConnectionService:
             replies.append(
                 message(
                     MessageType.CONNECTION_WARNING,
+                    now,
                     remainingMinutes=remaining,
                     message=f"This connection closes in about {remaining} minutes; refresh it now.",
                 )
             )
-        return replies
+        return Decision.reply(*replies)
 
-    def disconnect(self, connection_id: str) -> str:
-        """Clean up after a closed connection, exactly once; what happened, for the log."""
-        connection = self.connections.get(connection_id, now_seconds=0)
-        if connection is None:
-            logger.info("duplicate or unknown $disconnect ignored")
-            return "unknown"
+    def disconnect(self, connection_id: str) -> Disconnected:
+        """Clean up after a closed connection, exactly once. An idle connection (or a duplicate
+        $disconnect) costs one request: the delete that is refused only when a role is held."""
+        result = self.connections.delete_if_idle(connection_id)
+        if not isinstance(result, Refusal):
+            if result.connection is None:
+                logger.info("duplicate or unknown $disconnect ignored")
+                return Disconnected("unknown")
+            return Disconnected("idle")
+        connection = result.connection
+        if connection is None:  # deleted by someone else between the two conditions
+            return Disconnected("unknown")
         try:
             outcome = self._release_role(connection)
         except Exception:
             self.connections.delete(connection_id)  # the socket is closed whatever failed
             raise
-        if outcome != "listener":  # a released listener's item went in the same transaction
+        if outcome.what != "listener":  # a released listener's item went in the same transaction
             self.connections.delete(connection_id)
         return outcome
 
-    def _release_role(self, connection: Connection) -> str:
-        now_ms = int(self.clock() * 1000)
-        if connection.role is Role.LISTENER and connection.session_id:
-            outcome = self.sessions.store.remove_listener(
-                connection.connection_id, connection.session_id, now_ms, delete_connection=True
+    def _release_role(self, connection: Connection) -> Disconnected:
+        if connection.role is Role.LISTENER:
+            outcome = self.sessions.remove_listener(
+                connection.connection_id, connection.session_id, now_ms(self.clock), delete_connection=True
             )
             if outcome is Outcome.ALREADY_DONE:
                 logger.info(
                     "seat already released (duplicate $disconnect or leave)", extra={"sessionId": connection.session_id}
                 )
-                return "duplicate"
+                return Disconnected("duplicate")
             logger.info("listener disconnected", extra={"sessionId": connection.session_id})
-            return "listener"
-        if connection.role is Role.SPEAKER and connection.session_id:
-            if self.sessions.end_for_speaker_disconnect(connection) is None:
-                logger.info(
-                    "speaker connection closed without ending the session", extra={"sessionId": connection.session_id}
-                )
-                return "stale-speaker"
-            return "speaker"
-        return "idle"
+            return Disconnected("listener")
+        what, notices = self.ending.speaker_left(connection)
+        if what == "stale-speaker":
+            logger.info(
+                "speaker connection closed without ending the session", extra={"sessionId": connection.session_id}
+            )
+        return Disconnected(what, tuple(notices))

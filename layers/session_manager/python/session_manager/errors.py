@@ -98,6 +98,11 @@ class InternalError(SessionServiceError):
     code, status = "INTERNAL_ERROR", 500
 
 
+class MisconfigurationError(InternalError):
+    """The deployment is wrong (a missing permission or table, a request DynamoDB rejects as
+    invalid): never an outage, so nothing fails open on it."""
+
+
 class SessionIdExhaustedError(ServiceUnavailableError):
     """Every try to find a free session id collided (requirement 3)."""
 

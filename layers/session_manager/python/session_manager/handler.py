@@ -1,27 +1,30 @@
-"""The one place that turns API Gateway events into domain calls, and outcomes into replies.
+"""The one place that turns API Gateway events into domain calls, and decisions into I/O.
 
 Every client-visible outcome, success or error, reaches the client as a JSON message posted to
-its connection; the integration itself only answers a status code.
+its connection; the integration itself only answers a status code. The notices a decision holds
+for other connections are delivered after the caller's replies.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from session_manager.caller import Caller
+from session_manager.clock import SystemClock, now_ms
 from session_manager.errors import InternalError, RateLimitExceededError, SessionServiceError
 from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, tracer
+from session_manager.outcomes import Decision, Message
+from session_manager.ports import Notifier
 from session_manager.protocol import SESSION_ID_PATTERN, error_message, normalize_session_id, parse_body
-from session_manager.services import Services, get_services
-from session_manager.store.messenger import ConnectionMessenger
+from session_manager.services import Services, build_notifier, get_services
 
-Replies = dict[str, Any] | list[dict[str, Any]] | None
-Route = Callable[[Services, Caller, dict[str, Any]], Replies]
+Route = Callable[[Services, Caller, dict[str, Any]], Decision]
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -34,32 +37,36 @@ def _observed(handler: LambdaHandler) -> LambdaHandler:
 
 
 def websocket_route(route: Route) -> LambdaHandler:
-    """Wrap a route: parse the frame, call the domain, post every reply or the error."""
+    """Wrap a route: parse the frame, call the domain, post every reply or the error, then
+    deliver the decision's notices."""
 
     @functools.wraps(route)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         caller = Caller.from_event(event)
         logger.append_keys(connection=fingerprint(caller.connection_id), userId=caller.user_id)
-        services, body = None, {}
+        services, body, decision = None, {}, Decision()
         try:
             services = get_services()
             body = parse_body(event.get("body"))
-            replies = route(services, caller, body)
+            decision = route(services, caller, body)
+            replies = list(decision.replies)
         except SessionServiceError as error:
-            replies = _error_reply(error, caller, body)
+            replies = [_error_reply(error, caller, body)]
         except Exception:
             logger.exception("unexpected error")
-            replies = _error_reply(InternalError(), caller, body, logged=True)
-        _deliver(services.messenger if services else ConnectionMessenger(), caller, replies)
+            replies = [_error_reply(InternalError(), caller, body, logged=True)]
+        _reply(services.notifier if services else build_notifier(), caller, replies)
+        if services and decision.notices:
+            services.delivery.carry_out(decision.notices)
         return {"statusCode": 200}
 
     return _observed(handler)
 
 
-def _deliver(messenger: ConnectionMessenger, caller: Caller, replies: Replies) -> None:
+def _reply(notifier: Notifier, caller: Caller, replies: list[Message]) -> None:
     try:
-        for reply in replies if isinstance(replies, list) else [replies] if replies else []:
-            if not messenger.send(caller.connection_id, reply):
+        for reply in replies:
+            if not notifier.send(caller.connection_id, reply):
                 logger.info("reply not delivered: connection gone")
                 return
     except SessionServiceError:
@@ -68,15 +75,17 @@ def _deliver(messenger: ConnectionMessenger, caller: Caller, replies: Replies) -
         logger.exception("reply not delivered")
 
 
-def lifecycle_route(route: Callable[[Services, Caller], None]) -> LambdaHandler:
-    """Wrap $connect/$disconnect: nothing can be sent to the client, so outcomes are statuses."""
+def lifecycle_route(route: Callable[[Services, Caller], Decision | None]) -> LambdaHandler:
+    """Wrap $connect/$disconnect: nothing can be sent to the caller, so its outcome is a
+    status; notices for other connections (a speaker who went away) are still delivered."""
 
     @functools.wraps(route)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         caller = Caller.from_event(event)
         logger.append_keys(connection=fingerprint(caller.connection_id), userId=caller.user_id)
         try:
-            route(get_services(), caller)
+            services = get_services()
+            decision = route(services, caller)
         except SessionServiceError as error:
             report_error(error)
             return {"statusCode": error.status}
@@ -84,16 +93,22 @@ def lifecycle_route(route: Callable[[Services, Caller], None]) -> LambdaHandler:
             logger.exception("unexpected error")
             report_error(InternalError(), logged=True)
             return {"statusCode": 500}
+        if decision is not None and decision.notices:
+            services.delivery.carry_out(decision.notices)
         return {"statusCode": 200}
 
     return _observed(handler)
 
 
 def scheduled(job: Callable[[Services], Any]) -> LambdaHandler:
+    """Wrap a scheduled job that returns a report and the notices it decided."""
+
     @functools.wraps(job)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        outcome = job(get_services())
-        return outcome if isinstance(outcome, dict) else {"ok": True}
+        services = get_services()
+        report, notices = job(services)
+        delivery = services.delivery.carry_out(notices)
+        return {**asdict(report), "notices": delivery.counts()}
 
     return _observed(handler)
 
@@ -106,7 +121,11 @@ def _error_reply(
         # errors raised far from the request, such as SERVICE_UNAVAILABLE.
         error.session_id = normalize_session_id(body["sessionId"])
     report_error(error, logged=logged)
-    return error_message(error, caller.request_id)
+    return error_message(error, caller.request_id, now_ms(_ERROR_CLOCK))
+
+
+# Error replies may be made before the services (and their clock) exist.
+_ERROR_CLOCK = SystemClock()
 
 
 def report_error(error: SessionServiceError, *, logged: bool = False) -> None:

@@ -22,6 +22,7 @@ class Session:
     ended_at: int | None = None  # epoch ms
     end_reason: EndReason | None = None
     last_listener_change_at: int = 0  # epoch ms
+    speaker_away_since: int | None = None  # epoch ms: the speaker's connection went away
 
     def is_live(self, now_seconds: float) -> bool:
         """Active and not past expiresAt: TTL deletion is lazy, so an item may outlive it."""
@@ -43,6 +44,7 @@ class Session:
             ended_at=int(item["endedAt"]) if "endedAt" in item else None,
             end_reason=EndReason(reason) if reason else None,
             last_listener_change_at=int(item.get("lastListenerChangeAt", 0)),
+            speaker_away_since=int(item["speakerAwaySince"]) if "speakerAwaySince" in item else None,
         )
 
     def to_item(self) -> dict[str, Any]:

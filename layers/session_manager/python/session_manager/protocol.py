@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -44,6 +43,8 @@ class MessageType(str, Enum):
     SESSION_STATUS = "sessionStatus"
     SESSION_ENDED = "sessionEnded"
     SESSION_LEFT = "sessionLeft"
+    SPEAKER_AWAY = "speakerAway"
+    SPEAKER_RETURNED = "speakerReturned"
     ERROR = "error"
 
 
@@ -64,26 +65,24 @@ class EndReason(str, Enum):
 
 
 END_REASON_MESSAGES = {
-    EndReason.SPEAKER_DISCONNECTED: "The speaker disconnected; the session has ended.",
+    EndReason.SPEAKER_DISCONNECTED: "The speaker disconnected and did not come back; the session has ended.",
     EndReason.SPEAKER_ENDED: "The speaker ended the session.",
     EndReason.EXPIRED: "The session reached its time limit and has ended.",
 }
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def message(message_type: MessageType, **fields: Any) -> dict[str, Any]:
-    """A server -> client message: ``type``, ``timestamp`` and the given fields (None dropped)."""
-    body = {"type": message_type.value, "timestamp": now_ms()}
+def message(message_type: MessageType, timestamp: int, **fields: Any) -> dict[str, Any]:
+    """A server -> client message: ``type``, ``timestamp`` (epoch ms, from the caller's clock)
+    and the given fields (None dropped)."""
+    body = {"type": message_type.value, "timestamp": timestamp}
     body.update({key: value for key, value in fields.items() if value is not None})
     return body
 
 
-def error_message(error: SessionServiceError, request_id: str) -> dict[str, Any]:
+def error_message(error: SessionServiceError, request_id: str, timestamp: int) -> dict[str, Any]:
     return message(
         MessageType.ERROR,
+        timestamp,
         code=error.code,
         message=error.message,
         status=error.status,

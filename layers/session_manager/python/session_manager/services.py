@@ -1,31 +1,85 @@
-"""Builds the domain objects once per execution environment, from the settings."""
+"""The composition root: builds the domain over its adapters once per execution environment.
+The only module of the domain that imports ``store/``."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
 
+from session_manager.clock import SystemClock
 from session_manager.config import Settings, get_settings
 from session_manager.connections import ConnectionService
+from session_manager.delivery import NoticeDelivery
+from session_manager.ending import SessionEnding
+from session_manager.errors import ConfigurationError
 from session_manager.ids import SessionIdGenerator
 from session_manager.languages import LanguageCatalog
+from session_manager.listener import ListenerService
+from session_manager.ports import Clock, ConnectionStore, Notifier, RateLimitStore, SessionStore
 from session_manager.ratelimit import RateLimiter
-from session_manager.sessions import SessionService
-from session_manager.store.connections import ConnectionRepository
+from session_manager.speaker import SpeakerService
+from session_manager.store.connections import DynamoDBConnectionStore
 from session_manager.store.dynamodb import DynamoDB
-from session_manager.store.messenger import ConnectionMessenger
-from session_manager.store.rate_limits import RateLimitRepository
-from session_manager.store.sessions import SessionStore
+from session_manager.store.messenger import ManagementApiNotifier
+from session_manager.store.rate_limits import DynamoDBRateLimitStore
+from session_manager.store.secrets import read_secret
+from session_manager.store.sessions import DynamoDBSessionStore
 from session_manager.sweeper import Sweeper
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The adapters the services were built over (for the composition root and tests; the
+    services themselves hold only the ports they need)."""
+
+    sessions: SessionStore
+    connections: ConnectionStore
+    rate_limits: RateLimitStore
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    sessions: SessionService
+    stores: Stores
+    clock: Clock
+    speaker: SpeakerService
+    listener: ListenerService
+    ending: SessionEnding
     connections: ConnectionService
     sweeper: Sweeper
-    messenger: ConnectionMessenger
+    notifier: Notifier
+    delivery: NoticeDelivery
+
+    @classmethod
+    def over(
+        cls,
+        settings: Settings,
+        *,
+        sessions: SessionStore,
+        connections: ConnectionStore,
+        rate_limits: RateLimitStore,
+        notifier: Notifier,
+        clock: Clock,
+        languages: LanguageCatalog,
+        ids: SessionIdGenerator,
+        rate_limit_key: bytes,
+    ) -> Services:
+        """The domain over any adapters: DynamoDB in production, in-memory fakes in tests."""
+        limiter = RateLimiter(settings, rate_limits, rate_limit_key)
+        ending = SessionEnding(settings, sessions, connections, clock)
+        connection_service = ConnectionService(settings, connections, sessions, ending, limiter, clock)
+        return cls(
+            settings=settings,
+            stores=Stores(sessions, connections, rate_limits),
+            clock=clock,
+            speaker=SpeakerService(settings, sessions, connections, limiter, languages, ids, ending, clock),
+            listener=ListenerService(settings, sessions, connections, limiter, languages, clock),
+            ending=ending,
+            connections=connection_service,
+            sweeper=Sweeper(settings, sessions, connections, notifier, ending, connection_service, clock),
+            notifier=notifier,
+            delivery=NoticeDelivery(notifier, connections, concurrency=settings.broadcast_concurrency),
+        )
 
     @classmethod
     def build(
@@ -34,23 +88,37 @@ class Services:
         *,
         dynamodb_client=None,
         management_client=None,
+        secrets_client=None,
         languages: LanguageCatalog | None = None,
+        clock: Clock | None = None,
     ) -> Services:
+        """The domain over DynamoDB and the @connections API."""
         dynamodb = DynamoDB(dynamodb_client)
-        connection_repository = ConnectionRepository(settings.connections_table, dynamodb)
-        limiter = RateLimiter(settings, RateLimitRepository(settings.rate_limits_table, dynamodb))
-        messenger = ConnectionMessenger(management_client, concurrency=settings.broadcast_concurrency)
-        sessions = SessionService(
+        return cls.over(
             settings,
-            SessionStore(settings.sessions_table, settings.connections_table, dynamodb),
-            connection_repository,
-            limiter,
-            messenger,
-            languages or LanguageCatalog(),
-            SessionIdGenerator.from_wordlists(),
+            sessions=DynamoDBSessionStore(settings.sessions_table, settings.connections_table, dynamodb),
+            connections=DynamoDBConnectionStore(settings.connections_table, dynamodb),
+            rate_limits=DynamoDBRateLimitStore(settings.rate_limits_table, dynamodb),
+            notifier=build_notifier(management_client),
+            clock=clock or SystemClock(),
+            languages=languages or LanguageCatalog(),
+            ids=SessionIdGenerator.from_wordlists(),
+            rate_limit_key=rate_limit_key(settings, secrets_client),
         )
-        connections = ConnectionService(settings, connection_repository, sessions, limiter)
-        return cls(settings, sessions, connections, Sweeper(settings, sessions, connections), messenger)
+
+
+def build_notifier(management_client=None) -> Notifier:
+    return ManagementApiNotifier(management_client)
+
+
+def rate_limit_key(settings: Settings, secrets_client=None) -> bytes:
+    if settings.rate_limit_key_secret:
+        return settings.rate_limit_key_secret.encode()
+    if settings.rate_limit_key_secret_arn:
+        return read_secret(settings.rate_limit_key_secret_arn, secrets_client)
+    raise ConfigurationError(
+        "RATE_LIMIT_KEY_SECRET or RATE_LIMIT_KEY_SECRET_ARN must be set: rate-limit keys are HMACs under it"
+    )
 
 
 @functools.lru_cache(maxsize=1)

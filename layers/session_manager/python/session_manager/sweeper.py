@@ -1,28 +1,31 @@
 """The scheduled cleanup `$disconnect` cannot promise (it is best effort).
 
 Every run: closes connections silent past HEARTBEAT_TIMEOUT_SECONDS (API Gateway itself waits
-10 minutes), ends sessions past expiresAt, tells listeners whose session ended without them
-(a missed broadcast), and repairs listenerCount drift. Every step is conditional, so two sweeps
-at once, or a sweep racing a client, change each thing once.
+10 minutes), ends sessions past expiresAt and sessions whose speaker stayed away past the grace,
+tells listeners whose session ended without them (a missed broadcast), and repairs listenerCount
+drift. Every step is conditional, so two sweeps at once, or a sweep racing a client, change each
+thing once. The notices it decides are returned; the scheduled job delivers them.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
+from session_manager import rules
+from session_manager.clock import now_ms
 from session_manager.config import Settings
 from session_manager.connections import ConnectionService
+from session_manager.ending import SessionEnding, ended_message
 from session_manager.errors import ServiceUnavailableError
 from session_manager.models import Session
 from session_manager.observability import metrics
+from session_manager.outcomes import Notice
+from session_manager.ports import Clock, ConnectionStore, Notifier, SessionStore
 from session_manager.protocol import EndReason, Role
-from session_manager.sessions import SessionService, ended_message
 
 logger = Logger(child=True)
 
@@ -39,6 +42,7 @@ class SweepReport:
     closed_silent: int = 0
     cleaned_gone: int = 0
     ended_expired: int = 0
+    ended_speaker_gone: int = 0
     orphans_told: int = 0
     counts_repaired: int = 0
     active_sessions: int = 0
@@ -46,60 +50,78 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Sweep:
+    report: SweepReport
+    notices: list[Notice]
+
+
 class Sweeper:
     def __init__(
         self,
         settings: Settings,
-        sessions: SessionService,
-        connections: ConnectionService,
-        clock: Callable[[], float] = time.time,
+        sessions: SessionStore,
+        connections: ConnectionStore,
+        notifier: Notifier,
+        ending: SessionEnding,
+        connection_service: ConnectionService,
+        clock: Clock,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.connections = connections
+        self.notifier = notifier
+        self.ending = ending
+        self.connection_service = connection_service
         self.clock = clock
 
-    def sweep(self) -> SweepReport:
-        report = SweepReport()
-        live = self._sweep_sessions(report)
-        self._sweep_connections(report, live)
+    def sweep(self) -> Sweep:
+        sweep = Sweep(SweepReport(), [])
+        live = self._sweep_sessions(sweep)
+        self._sweep_connections(sweep, live)
+        report = sweep.report
         # The gauges behind the capacity alarm: one sample per sweep, i.e. per minute.
         metrics.add_metric(name="ActiveSessions", unit=MetricUnit.Count, value=report.active_sessions)
         metrics.add_metric(name="TotalListeners", unit=MetricUnit.Count, value=report.total_listeners)
         logger.info("sweep finished", extra={k: v for k, v in vars(report).items() if k != "errors"})
-        return report
+        return sweep
 
-    def _sweep_sessions(self, report: SweepReport) -> dict[str, Session]:
-        now_ms = int(self.clock() * 1000)
+    def _sweep_sessions(self, sweep: Sweep) -> dict[str, Session]:
         live: dict[str, Session] = {}
         listeners = Counter()
-        for connection in self.sessions.connections.scan():
+        for connection in self.connections.scan():
             if connection.role is Role.LISTENER and connection.session_id:
                 listeners[connection.session_id] += 1
-        for session in self.sessions.store.scan():
+        for session in self.sessions.scan():
             if not session.is_active:
                 continue
             try:
-                self._sweep_session(session, listeners[session.session_id], now_ms, report, live)
+                self._sweep_session(session, listeners[session.session_id], sweep, live)
             except ServiceUnavailableError as error:
-                report.errors.append(type(error).__name__)
+                sweep.report.errors.append(type(error).__name__)
         return live
 
-    def _sweep_session(
-        self, session: Session, actual: int, now_ms: int, report: SweepReport, live: dict[str, Session]
-    ) -> None:
-        if session.expires_at <= now_ms // 1000:
-            ended = self.sessions.store.end(session.session_id, EndReason.EXPIRED, now_ms, only_if_expired=True)
-            if ended is not None:
-                self.sessions.finish(ended)
+    def _sweep_session(self, session: Session, actual: int, sweep: Sweep, live: dict[str, Session]) -> None:
+        now = now_ms(self.clock)
+        report = sweep.report
+        if not rules.is_live(session, now / 1000):
+            notices = self.ending.expire(session)
+            if notices is not None:
                 report.ended_expired += 1
+                sweep.notices.extend(notices)
+            return
+        if rules.grace_is_over(session, now, self.settings.speaker_reconnect_grace_seconds):
+            notices = self.ending.end_unreclaimed(session)
+            if notices is not None:
+                report.ended_speaker_gone += 1
+                sweep.notices.extend(notices)
             return
         live[session.session_id] = session
         report.active_sessions += 1
         report.total_listeners += actual
-        if actual != session.listener_count and session.last_listener_change_at < now_ms - COUNT_SETTLE_MS:
-            if self.sessions.store.repair_listener_count(
-                session.session_id, session.listener_count, actual, now_ms - COUNT_SETTLE_MS
+        if actual != session.listener_count and session.last_listener_change_at < now - COUNT_SETTLE_MS:
+            if self.sessions.repair_listener_count(
+                session.session_id, session.listener_count, actual, now - COUNT_SETTLE_MS
             ):
                 logger.warning(
                     "listener count repaired",
@@ -107,35 +129,37 @@ class Sweeper:
                 )
                 report.counts_repaired += 1
 
-    def _sweep_connections(self, report: SweepReport, live: dict[str, Session]) -> None:
-        now_ms = int(self.clock() * 1000)
-        silent_before = now_ms - int(self.settings.heartbeat_timeout_seconds * 1000)
-        for connection in self.sessions.connections.scan():
+    def _sweep_connections(self, sweep: Sweep, live: dict[str, Session]) -> None:
+        now = now_ms(self.clock)
+        silent_before = now - int(self.settings.heartbeat_timeout_seconds * 1000)
+        for connection in self.connections.scan():
             try:
                 if connection.last_seen_at < silent_before:
-                    if self.sessions.messenger.close(connection.connection_id):
-                        report.closed_silent += 1  # its $disconnect cleans up
+                    if self.notifier.close(connection.connection_id):
+                        sweep.report.closed_silent += 1  # its $disconnect cleans up
                     else:
                         # Already gone and its $disconnect was missed: clean up here.
-                        self.connections.disconnect(connection.connection_id)
-                        report.cleaned_gone += 1
+                        sweep.notices.extend(self.connection_service.disconnect(connection.connection_id).notices)
+                        sweep.report.cleaned_gone += 1
                 elif connection.role is Role.LISTENER and connection.session_id and connection.session_id not in live:
-                    report.orphans_told += self._tell_orphan(connection.connection_id, connection.session_id)
+                    notice = self._orphan_notice(connection.connection_id, connection.session_id)
+                    if notice is not None:
+                        sweep.notices.append(notice)
+                        sweep.report.orphans_told += 1
             except ServiceUnavailableError as error:
-                report.errors.append(type(error).__name__)
+                sweep.report.errors.append(type(error).__name__)
 
-    def _tell_orphan(self, connection_id: str, session_id: str) -> bool:
+    def _orphan_notice(self, connection_id: str, session_id: str) -> Notice | None:
         """A listener of a session that ended or vanished and was never told. A session that
         ended moments ago is left to the process that ended it, which is telling its listeners
-        now; the listener is detached before it is told, so two sweeps tell it once."""
-        session = self.sessions.store.get(session_id)
-        now_ms = int(self.clock() * 1000)
-        if session is not None and session.is_live(now_ms / 1000):
-            return False  # became live since the scan: never end a live seat
-        if session is not None and session.ended_at and session.ended_at > now_ms - BROADCAST_GRACE_MS:
-            return False
-        if not self.sessions.connections.detach_from_session(connection_id, session_id):
-            return False
+        now; the notice claims the listener, so two sweeps tell it once."""
+        session = self.sessions.get(session_id)
+        now = now_ms(self.clock)
+        if rules.is_live(session, now / 1000):
+            return None  # became live since the scan: never end a live seat
+        if session is not None and session.is_active:
+            return None  # expired but not yet ended: the session sweep ends it and tells everyone
+        if session is not None and session.ended_at and session.ended_at > now - BROADCAST_GRACE_MS:
+            return None
         reason = (session.end_reason if session else None) or EndReason.EXPIRED
-        self.sessions.messenger.send(connection_id, ended_message(session_id, reason))
-        return True
+        return Notice((connection_id,), ended_message(session_id, reason, now), claim_from_session=session_id)

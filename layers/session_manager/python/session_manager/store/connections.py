@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from session_manager.errors import RateLimitExceededError
 from session_manager.models import Connection
-from session_manager.store.dynamodb import ConditionFailed, DynamoDB, from_item, to_attribute_values
+from session_manager.outcomes import Refusal, WriteResult, Written
+from session_manager.store.dynamodb import ConditionFailedError, DynamoDB, from_item, to_attribute_values
 
 LISTENERS_INDEX = "sessionId-targetLanguage-index"
+ALL_OLD = {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
 
 
-class ConnectionRepository:
+class DynamoDBConnectionStore:
     def __init__(self, table: str, dynamodb: DynamoDB) -> None:
         self.table = table
         self.db = dynamodb
 
     def register(self, connection_id: str, connected_at_ms: int, ttl: int, user_id: str | None) -> bool:
-        """Record a new connection; False when it was already recorded (a duplicate $connect)."""
         item: dict[str, Any] = {
             "connectionId": connection_id,
             "connectedAt": connected_at_ms,
@@ -36,11 +35,11 @@ class ConnectionRepository:
                 Item=to_attribute_values(item),
                 ConditionExpression="attribute_not_exists(connectionId)",
             )
-        except ConditionFailed:
+        except ConditionFailedError:
             return False
         return True
 
-    def get(self, connection_id: str, *, now_seconds: float | None = None) -> Connection | None:
+    def get(self, connection_id: str) -> Connection | None:
         response = self.db.call(
             "get_item",
             [self.table],
@@ -49,17 +48,11 @@ class ConnectionRepository:
             ConsistentRead=True,
         )
         item = from_item(response.get("Item"))
-        if item is None:
-            return None
-        connection = Connection.from_item(item)
-        now_seconds = time.time() if now_seconds is None else now_seconds
-        if connection.ttl and connection.ttl <= now_seconds:
-            return None  # TTL deletion is lazy; an expired item is already gone for us
-        return connection
+        return Connection.from_item(item) if item else None
 
-    def record_heartbeat(self, connection_id: str, now_ms: int, limit_per_minute: int) -> Connection | None:
-        """Count a heartbeat against its per-minute limit and mark the connection alive, in one
-        write. None when the connection is not recorded; RateLimitExceededError over the limit."""
+    def record_heartbeat(self, connection_id: str, now_ms: int, limit_per_minute: int) -> WriteResult:
+        """One write: mark the connection alive and add to this minute's counter (the previous
+        minute's removed), while the counter is below the limit."""
         minute = now_ms // 60000
         try:
             response = self.db.call(
@@ -74,18 +67,14 @@ class ConnectionRepository:
                 ExpressionAttributeNames={"#current": f"hb{minute}", "#previous": f"hb{minute - 1}"},
                 ExpressionAttributeValues=to_attribute_values({":now": now_ms, ":one": 1, ":limit": limit_per_minute}),
                 ReturnValues="ALL_NEW",
+                **ALL_OLD,
             )
-        except ConditionFailed:
-            if self.get(connection_id) is None:
-                return None
-            retry_after = 60 - (now_ms // 1000) % 60
-            raise RateLimitExceededError(
-                "Too many heartbeats; send one every 30 seconds.", retry_after=retry_after
-            ) from None
-        return Connection.from_item(from_item(response["Attributes"]))
+        except ConditionFailedError as failure:
+            old = failure.item_at(0)
+            return Refusal(connection_failed=True, connection=Connection.from_item(old) if old else None)
+        return _written(response["Attributes"])
 
     def delete(self, connection_id: str) -> Connection | None:
-        """Remove the item; the removed connection, or None if there was none."""
         response = self.db.call(
             "delete_item",
             [self.table],
@@ -96,9 +85,23 @@ class ConnectionRepository:
         item = from_item(response.get("Attributes"))
         return Connection.from_item(item) if item else None
 
+    def delete_if_idle(self, connection_id: str) -> WriteResult:
+        try:
+            response = self.db.call(
+                "delete_item",
+                [self.table],
+                TableName=self.table,
+                Key=to_attribute_values({"connectionId": connection_id}),
+                ConditionExpression="attribute_not_exists(sessionId)",
+                ReturnValues="ALL_OLD",
+                **ALL_OLD,
+            )
+        except ConditionFailedError as failure:
+            old = failure.item_at(0)
+            return Refusal(connection_failed=True, connection=Connection.from_item(old) if old else None)
+        return _written(response.get("Attributes"))
+
     def detach_from_session(self, connection_id: str, session_id: str) -> bool:
-        """Take the connection's role in that session away, keeping the item (the socket may stay
-        open). False when it held no role there: someone else detached it first."""
         try:
             self.db.call(
                 "update_item",
@@ -110,12 +113,11 @@ class ConnectionRepository:
                 ExpressionAttributeNames={"#role": "role"},
                 ExpressionAttributeValues=to_attribute_values({":session": session_id}),
             )
-        except ConditionFailed:
+        except ConditionFailedError:
             return False
         return True
 
     def listeners_of(self, session_id: str) -> Iterator[tuple[str, str]]:
-        """(connectionId, targetLanguage) of every listener of the session, page by page."""
         for item in self.db.paginate(
             "query",
             self.table,
@@ -129,3 +131,8 @@ class ConnectionRepository:
     def scan(self) -> Iterator[Connection]:
         for item in self.db.paginate("scan", self.table, TableName=self.table):
             yield Connection.from_item(item)
+
+
+def _written(attributes: dict[str, Any] | None) -> Written:
+    item = from_item(attributes)
+    return Written(connection=Connection.from_item(item) if item else None)

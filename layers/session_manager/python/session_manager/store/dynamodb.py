@@ -1,19 +1,32 @@
-"""The one gate every DynamoDB call goes through: circuit breaker and error translation."""
+"""The one gate every DynamoDB call goes through: circuit breakers, conflict retries, and the one
+place that classifies DynamoDB's answers.
+
+- A condition that did not hold is an answer: ``ConditionFailedError``, with the items as they
+  were where the request asked for them (``ReturnValuesOnConditionCheckFailure``).
+- A write that only lost a race with a transaction on the same item is retried here with jitter:
+  botocore does not retry ``TransactionConflict`` (to the SDK it is a cancelled request).
+- Throttling, 5xx and network trouble are outages: ``ServiceUnavailableError``, counted against
+  the breakers (and the rate limiter may fail open on them).
+- Anything else DynamoDB refuses (a missing permission or table, a request it calls invalid) is
+  the deployment's fault: ``MisconfigurationError``, logged at ERROR and counted as the
+  ``MisconfigurationErrors`` metric, never mistaken for an outage.
+"""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections.abc import Iterable
-from enum import Enum
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from session_manager.errors import ServiceUnavailableError
+from session_manager.errors import MisconfigurationError, ServiceUnavailableError
+from session_manager.observability import metrics
 from session_manager.store.circuit_breaker import CircuitBreaker
 from session_manager.store.clients import dynamodb_client
 
@@ -22,62 +35,40 @@ logger = Logger(child=True)
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-_CONFLICT_RETRIES = 5
-# Errors that are our own bug (bad expression, wrong key): surfaced as INTERNAL_ERROR.
-_CALLER_ERRORS = {"ValidationException", "SerializationException"}
-# The deployment is wrong (a missing permission): loud, and never mistaken for an outage that
-# the rate limiter may fail open on.
-_MISCONFIGURED = {"AccessDeniedException", "UnrecognizedClientException"}
+CONFLICT_RETRIES = 6
+_THROTTLED = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+}
 # Cancellation reasons that are answers about the items, not trouble with the service.
-_ITEM_REASONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+_CONDITION_REASONS = {"None", "ConditionalCheckFailed"}
+
+T = TypeVar("T")
 
 
-class _Answer(Enum):
-    CONDITION = "condition"
-    CALLER_ERROR = "caller_error"
-    MISCONFIGURED = "misconfigured"
-    OUTAGE = "outage"
-
-
-def _code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
-
-
-def _classify(error: ClientError) -> _Answer:
-    code = _code(error)
-    if code == "ConditionalCheckFailedException":
-        return _Answer.CONDITION
-    if code == "TransactionCanceledException":
-        # A transaction cancelled because an item was throttled is an outage, not an answer.
-        reasons = set(_cancellation_reasons(error))
-        return _Answer.CONDITION if reasons <= _ITEM_REASONS else _Answer.OUTAGE
-    if code in _CALLER_ERRORS:
-        return _Answer.CALLER_ERROR
-    if code in _MISCONFIGURED:
-        return _Answer.MISCONFIGURED
-    return _Answer.OUTAGE
-
-
-def _record(breakers: list[CircuitBreaker], *, success: bool) -> None:
-    for breaker in breakers:
-        if success:
-            breaker.record_success()
-        else:
-            breaker.record_failure()
-
-
-class ConditionFailed(Exception):
+class ConditionFailedError(Exception):
     """A condition expression did not hold. ``reasons`` has one code per transaction item
-    (``"None"`` where that item's condition held) when DynamoDB reports them."""
+    (``"None"`` where that item's condition held); ``items`` the item as it was, per index
+    (single-item writes: index 0), where DynamoDB returned it."""
 
-    def __init__(self, reasons: list[str] | None = None):
+    def __init__(self, reasons: list[str], items: dict[int, dict[str, Any]]):
         super().__init__("condition failed")
-        self.reasons = reasons or []
+        self.reasons = reasons
+        self.items = items
 
     def failed_at(self, index: int) -> bool:
         if not self.reasons:
-            return True  # unknown: the caller reads back to classify
+            return index == 0
         return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
+
+    def item_at(self, index: int) -> dict[str, Any] | None:
+        return self.items.get(index)
+
+
+class _ConflictError(Exception):
+    """Lost a race with another transaction on the same item: worth another try."""
 
 
 def to_attribute_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +79,31 @@ def from_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
     if not item:
         return None
     return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+def _code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _cancellation_reasons(error: ClientError) -> list[dict[str, Any]]:
+    return error.response.get("CancellationReasons") or []
+
+
+def retry_conflicts(attempt: Callable[[], T], *, retries: int = CONFLICT_RETRIES) -> T:
+    """The one conflict-retry loop: run ``attempt`` until it stops losing races with other
+    transactions on its items, with exponential backoff and full jitter; then an outage."""
+    for number in range(retries + 1):
+        try:
+            return attempt()
+        except _ConflictError:
+            if number == retries:
+                raise ServiceUnavailableError() from None
+            time.sleep(random.uniform(0, 0.025 * 2**number))
+    raise AssertionError("unreachable")
 
 
 class DynamoDB:
@@ -122,44 +138,60 @@ class DynamoDB:
         return admitted
 
     def call(self, operation: str, tables: Iterable[str], **kwargs: Any) -> dict[str, Any]:
-        """One DynamoDB request. Conditions that do not hold raise ConditionFailed; outages
-        raise ServiceUnavailableError and count against the tables' breakers."""
+        """One DynamoDB request (retried while it only loses races with transactions)."""
+        tables = list(tables)
+        return retry_conflicts(lambda: self._call_once(operation, tables, kwargs))
+
+    def _call_once(self, operation: str, tables: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
         breakers = self._admit(tables)
         try:
-            response = self._request_with_conflict_retries(operation, kwargs)
+            response = getattr(self.client, operation)(**kwargs)
         except ClientError as error:
-            outcome = _classify(error)
-            if outcome is _Answer.OUTAGE:
-                _record(breakers, success=False)
-                raise ServiceUnavailableError() from error
-            _record(breakers, success=True)  # DynamoDB answered: not an outage
-            if outcome is _Answer.CONDITION:
-                raise ConditionFailed(_cancellation_reasons(error)) from None
-            if outcome is _Answer.MISCONFIGURED:
-                logger.error(
-                    "DynamoDB refused the request: check the function's permissions and tables",
-                    extra={"errorCode": _code(error), "operation": operation},
-                )
-                raise ServiceUnavailableError() from error
-            raise
+            self._answer(error, operation, breakers)
         except BotoCoreError as error:
             _record(breakers, success=False)
             raise ServiceUnavailableError() from error
         _record(breakers, success=True)
         return response
 
-    def _request_with_conflict_retries(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """A single-item write that meets a running transaction on its item is refused with
-        TransactionConflictException, which botocore does not retry; a join storm on one session
-        makes that common, so it is retried here with jitter."""
-        for attempt in range(_CONFLICT_RETRIES + 1):
-            try:
-                return getattr(self.client, operation)(**kwargs)
-            except ClientError as error:
-                if _code(error) != "TransactionConflictException" or attempt == _CONFLICT_RETRIES:
-                    raise
-                time.sleep(random.uniform(0, 0.025 * 2**attempt))
-        raise AssertionError("unreachable")
+    def _answer(self, error: ClientError, operation: str, breakers: list[CircuitBreaker]) -> None:
+        """Raise what DynamoDB's refusal means to the domain."""
+        code = _code(error)
+        if code == "TransactionCanceledException":
+            reasons = _cancellation_reasons(error)
+            codes = [str(reason.get("Code", "None")) for reason in reasons]
+            if set(codes) <= _CONDITION_REASONS | {"TransactionConflict"}:
+                _record(breakers, success=True)  # DynamoDB answered: not an outage
+                if "ConditionalCheckFailed" in codes:
+                    items = {i: from_item(r["Item"]) for i, r in enumerate(reasons) if r.get("Item")}
+                    raise ConditionFailedError(codes, items) from None
+                raise _ConflictError() from None
+            if any(c in _THROTTLED or c == "ThrottlingError" for c in codes):
+                # A transaction cancelled because an item was throttled is an outage.
+                _record(breakers, success=False)
+                raise ServiceUnavailableError() from error
+            self._misconfigured(error, operation, breakers, detail=",".join(sorted(set(codes))))
+        if code == "ConditionalCheckFailedException":
+            _record(breakers, success=True)
+            item = from_item(error.response.get("Item"))
+            raise ConditionFailedError([], {0: item} if item else {}) from None
+        if code == "TransactionConflictException":
+            _record(breakers, success=True)
+            raise _ConflictError() from None
+        if code in _THROTTLED or _status(error) >= 500:
+            _record(breakers, success=False)
+            raise ServiceUnavailableError() from error
+        self._misconfigured(error, operation, breakers, detail=code)
+
+    @staticmethod
+    def _misconfigured(error: ClientError, operation: str, breakers: list[CircuitBreaker], *, detail: str) -> None:
+        _record(breakers, success=True)  # DynamoDB answered: the breaker must not open on our bug
+        logger.error(
+            "DynamoDB refused the request: check the function's permissions, tables and expressions",
+            extra={"errorCode": _code(error), "detail": detail, "operation": operation},
+        )
+        metrics.add_metric(name="MisconfigurationErrors", unit=MetricUnit.Count, value=1)
+        raise MisconfigurationError() from error
 
     def paginate(self, operation: str, table: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
         """Yield each item of a Query or Scan, page by page, deserialised."""
@@ -175,6 +207,9 @@ class DynamoDB:
                 return
 
 
-def _cancellation_reasons(error: ClientError) -> list[str]:
-    reasons = error.response.get("CancellationReasons") or []
-    return [str(reason.get("Code", "None")) for reason in reasons]
+def _record(breakers: list[CircuitBreaker], *, success: bool) -> None:
+    for breaker in breakers:
+        if success:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
