@@ -7,12 +7,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
 import boto3
 import pytest
+
+# As deployed (template.yaml Globals), before any module of the package makes its loggers.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "session-manager")
+
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.awsrequest import AWSResponse
 
