@@ -167,11 +167,15 @@ class Link:
     # ------------------------------------------------------------ tasks
 
     async def _read(self) -> None:
+        cancelled = False
         try:
             async for frame in self.connection:
                 self._handle(parse_frame(frame))
         except ConnectionClosed:
             pass
+        except asyncio.CancelledError:
+            cancelled = True  # the program is shutting down: nobody is to reconnect
+            raise
         except Exception:  # a bug in a handler must not leave the link half-alive
             logger.exception("live_session_client: message handler failed")
             self.abort()
@@ -180,7 +184,8 @@ class Link:
             self.closed.set()
             if self._pending is not None and not self._pending[1].done():
                 self._pending[1].set_exception(LinkClosedError("The connection closed before the server answered."))
-            self._on_closed(self)
+            if not cancelled:
+                self._on_closed(self)
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]

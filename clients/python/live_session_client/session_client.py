@@ -190,10 +190,20 @@ class SessionClient:
         link.start_heartbeats()
         return link
 
-    async def _request(self, action: Any, answers: Iterable[MessageType], **fields: Any) -> dict[str, Any]:
-        """A request on the live link; raises RequestRefusedError for an `error` answer."""
+    async def _request(
+        self, action: Any, answers: Iterable[MessageType], *, again_after_drop: bool = False, **fields: Any
+    ) -> dict[str, Any]:
+        """A request on the live link; raises RequestRefusedError for an `error` answer. With
+        `again_after_drop` (requests safe to repeat), a link that drops before answering is
+        followed by the same request on the link the client reconnects on."""
         link = await self._live_link()
-        reply = await link.request(action, tuple(answers), **fields)
+        try:
+            reply = await link.request(action, tuple(answers), **fields)
+        except LinkClosedError:
+            if not again_after_drop:
+                raise
+            link = await self._live_link()
+            reply = await link.request(action, tuple(answers), **fields)
         if reply["type"] == MessageType.ERROR:
             raise RequestRefusedError(explain_error(reply), reply)
         return reply
@@ -262,16 +272,15 @@ class SessionClient:
     # ------------------------------------------------------------ refresh and reconnect
 
     def _start_replacing(self, after_drop: bool) -> None:
-        self._replacing = asyncio.create_task(self._replace_link(after_drop))
+        task = asyncio.create_task(self._replace_link(after_drop))
+        self._replacing = task
+        task.add_done_callback(self._replacement_done)
+
+    def _replacement_done(self, task: asyncio.Task[None]) -> None:
+        if self._replacing is task:
+            self._replacing = None
 
     async def _replace_link(self, after_drop: bool) -> None:
-        try:
-            await self._replace_link_until_done(after_drop)
-        finally:
-            if self._replacing is asyncio.current_task():
-                self._replacing = None
-
-    async def _replace_link_until_done(self, after_drop: bool) -> None:
         policy = self.options.reconnect
         old = self._current
         dropped_at: float | None = None
@@ -312,7 +321,8 @@ class SessionClient:
                 self.reconnect_count += 1
                 self._became_live(new, describe("reconnected", sessionId=self.session_id))
             if old is not None and old is not new:
-                self._links.discard(old)
+                # Still in self._links while it closes: what it received before the close is
+                # shown (the sequencer drops what the new link also brings).
                 await old.close()
             return
 

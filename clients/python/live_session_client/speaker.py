@@ -70,10 +70,12 @@ class SpeakerClient(SessionClient):
 
     async def status(self) -> dict[str, Any]:
         """sessionStatus: listenerCount, languageDistribution, sessionDurationSeconds."""
-        return await self._request(Action.GET_SESSION_STATUS, (MessageType.SESSION_STATUS,))
+        return await self._request(Action.GET_SESSION_STATUS, (MessageType.SESSION_STATUS,), again_after_drop=True)
 
     async def send_caption(self, text: str, *, final: bool = True, line_id: str | None = None) -> int:
-        """Send one line; returns the seq the server gave it."""
+        """Send one line; returns the seq the server gave it. Not repeated by itself if the
+        connection drops before the answer (LinkClosedError): the line may have gone out, and a
+        second copy would get a new seq, so the caller decides."""
         fields: dict[str, Any] = {"text": text, "final": final}
         if line_id is not None:
             fields["lineId"] = line_id
@@ -85,7 +87,7 @@ class SpeakerClient(SessionClient):
         if self._state.terminal:
             return None
         try:
-            answer = await self._request(Action.END_SESSION, (MessageType.SESSION_ENDED,))
+            answer = await self._request(Action.END_SESSION, (MessageType.SESSION_ENDED,), again_after_drop=True)
         except ClientStoppedError:
             return None
         self._end(answer)
