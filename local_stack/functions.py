@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -42,8 +42,37 @@ INIT_POLL_SECONDS = 0.25
 SHUTDOWN_GRACE_SECONDS = 2.0
 WARM_ENVIRONMENTS_VARIABLE = "LOCAL_STACK_WARM_ENVIRONMENTS"
 DEFAULT_WARM_ENVIRONMENTS = 1
-# Inits are CPU-bound (imports): more at once than there are cores only makes each one slower.
-INIT_GATE = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+
+
+class InitGate:
+    """At most `slots` inits at once, machine-wide: inits are CPU-bound (imports), and more at once
+    than there are cores only makes each slower. A start a request is waiting for goes ahead of
+    warm-pool starts nobody is waiting for yet."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting_for_demand = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def admitted(self, *, for_demand: bool) -> Iterator[None]:
+        with self._changed:
+            self._waiting_for_demand += int(for_demand)
+            try:
+                while self._free == 0 or (not for_demand and self._waiting_for_demand):
+                    self._changed.wait()
+            finally:
+                self._waiting_for_demand -= int(for_demand)
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += 1
+                self._changed.notify_all()
+
+
+INIT_GATE = InitGate(max(1, os.cpu_count() or 1))
 
 
 def warm_environments(environ: Mapping[str, str] = os.environ) -> int:
@@ -357,7 +386,7 @@ class FunctionPool:
         worker: Worker | None = None
         failure: BaseException | None = None
         try:
-            with INIT_GATE:
+            with INIT_GATE.admitted(for_demand=for_demand):
                 with self._changed:
                     if self._closed:
                         raise WorkerCrashError(f"{self.function.logical_id}: the local stack is stopping")
