@@ -44,7 +44,7 @@ export function listenerLink(sessionId) {
 /** The heartbeat settings the client should use for the stack's interval. */
 export function heartbeatOptions(config) {
   const interval = Number(config.heartbeatIntervalSeconds) || 30;
-  return { heartbeatIntervalSeconds: interval, heartbeatAckTimeoutSeconds: Math.min(10, Math.max(2, interval * 2)) };
+  return { heartbeatIntervalSeconds: interval, heartbeatAckTimeoutSeconds: Math.min(10, Math.max(5, interval * 2)) };
 }
 
 /** Shows exactly one of the views named by `ids`. */

@@ -211,8 +211,7 @@ function askToEnd() {
 async function endForEveryone() {
   if ($("end-dialog").returnValue !== "end" || !client) return;
   try {
-    const endedMessage = await client.endSession();
-    ended(endedMessage.text);
+    await client.endSession(); // its sessionEnded event shows the ended view
   } catch (error) {
     showError(error);
   }

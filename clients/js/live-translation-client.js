@@ -606,9 +606,15 @@ class SessionClient extends Emitter {
     if (this._refreshing || this._reconnecting || this.state !== State.LIVE) return;
     const old = this.connection;
     const attempt = { connection: null };
+    attempt.done = new Promise((resolve) => {
+      attempt.finish = resolve;
+    });
     this._refreshing = attempt;
     this._emit("refreshStarted", { sessionId: this.sessionId });
     const run = async () => {
+      // Nothing may be in flight on the old connection during the swap: a speaker's request
+      // answered after it would be refused there. New requests wait for the refresh (_current).
+      await old.queue;
       for (let failures = 0; !this._stopped; failures++) {
         try {
           attempt.connection = await this._openConnection(failures >= 2);
@@ -633,7 +639,16 @@ class SessionClient extends Emitter {
         }
       }
     };
-    run();
+    run().finally(() => {
+      if (this._refreshing === attempt) this._refreshing = null;
+      attempt.finish();
+    });
+  }
+
+  /** The connection to send on: after a refresh in flight has settled. */
+  async _current() {
+    while (this._refreshing) await this._refreshing.done;
+    return this.connection;
   }
 
   _refreshPayload() {
@@ -768,21 +783,22 @@ export class SpeakerClient extends SessionClient {
 
   /** @returns {Promise<object>} the sessionStatus message */
   async getSessionStatus() {
-    return this._live().request({ action: "getSessionStatus" }, ["sessionStatus"]);
+    return (await this._live()).request({ action: "getSessionStatus" }, ["sessionStatus"]);
   }
 
   /** Ends the session for everyone; resolves with the sessionEnded message. */
   async endSession() {
-    const ended = await this._live().request({ action: "endSession" }, ["sessionEnded"]);
+    const ended = await (await this._live()).request({ action: "endSession" }, ["sessionEnded"]);
     this._ended(ended);
     return ended;
   }
 
-  _live() {
-    if (this.state !== State.LIVE || !this.connection) {
+  async _live() {
+    const connection = await this._current();
+    if (this.state !== State.LIVE || !connection || connection.closed) {
       throw new ClientError(this.state === State.ENDED ? "SESSION_ENDED" : "CONNECTION_LOST", { messages: this.messages });
     }
-    return this.connection;
+    return connection;
   }
 
   _refreshPayload() {
@@ -834,8 +850,9 @@ export class ListenerClient extends SessionClient {
 
   /** Leaves the session; the connection stays open and may join another. */
   async leaveSession() {
-    if (!this.connection || this.connection.closed) throw new ClientError("CONNECTION_LOST", { messages: this.messages });
-    const left = await this.connection.request({ action: "leaveSession" }, ["sessionLeft"]);
+    const connection = await this._current();
+    if (!connection || connection.closed) throw new ClientError("CONNECTION_LOST", { messages: this.messages });
+    const left = await connection.request({ action: "leaveSession" }, ["sessionLeft"]);
     this.sessionId = null;
     this._setState(State.CONNECTED);
     return left;

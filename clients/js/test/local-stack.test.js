@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
 import { ListenerClient, SpeakerClient, State } from "../live-translation-client.js";
-import { startStack } from "./support/local-stack.js";
+import { startStack, warmUp } from "./support/local-stack.js";
 
 // Refresh due after 1.2 s, heartbeats every second: a refresh happens within seconds.
 const FAST = {
@@ -62,6 +62,7 @@ describe("against the local stack", () => {
 
   before(async () => {
     stack = await startStack({ parameters: FAST, scheduleSeconds: 1 });
+    await warmUp(stack);
   });
   after(async () => {
     for (const client of clients) client.close();
@@ -102,7 +103,19 @@ describe("against the local stack", () => {
     const guestStates = recorder(guest, "state");
     const hostRefreshes = recorder(host, "refreshed");
     const guestRefreshes = recorder(guest, "refreshed");
+    // The speaker keeps asking for its status straight through the switches: none may be refused.
+    const statusErrors = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        await host.getSessionStatus().catch((error) => statusErrors.push(error.code));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
     await until(() => hostRefreshes.length >= 2 && guestRefreshes.length >= 2, "two refreshes on each side", 40_000);
+    polling = false;
+    await poller;
+    assert.deepEqual(statusErrors, [], "no request lost or refused across a refresh");
     assert.deepEqual(hostStates, []);
     assert.deepEqual(guestStates, []);
     assert.equal(hostRefreshes[0].role, "speaker");

@@ -6,6 +6,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import WebSocket from "ws";
+
+import { ListenerClient, SpeakerClient } from "../../live-translation-client.js";
+
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
 // The checkout whose stack runs; another one only when a developer points at it on purpose.
 const STACK_ROOT = path.resolve(process.env.LOCAL_STACK_ROOT ?? REPO_ROOT);
@@ -77,4 +81,36 @@ export async function startStack({ parameters, scheduleSeconds } = {}) {
       rmSync(workdir, { recursive: true, force: true });
     },
   };
+}
+
+/** One round of every action, so that cold function environments (seconds each on a busy
+ * machine) do not count against a test's waits. Heartbeats keep these connections from being
+ * swept as silent while a cold function is slow, and a slow ack does not count as a dead line. */
+export async function warmUp(stack) {
+  const patient = { WebSocket, connectTimeoutSeconds: 60, requestTimeoutSeconds: 60, heartbeatIntervalSeconds: 1, heartbeatAckTimeoutSeconds: 60 };
+  const speaker = new SpeakerClient({ url: stack.info.websocketUrl, getToken: () => stack.speakerToken(), ...patient });
+  const listener = new ListenerClient({ url: stack.info.websocketUrl, ...patient });
+  try {
+    const created = await speaker.createSession({ sourceLanguage: "en" });
+    await listener.joinSession({ sessionId: created.sessionId, targetLanguage: "es" });
+    await speaker.getSessionStatus();
+    await listener.leaveSession();
+    await speaker.endSession();
+    await heartbeatOnce(stack.info.websocketUrl);
+  } finally {
+    speaker.close();
+    listener.close();
+  }
+}
+
+async function heartbeatOnce(url) {
+  const socket = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    socket.once("open", resolve);
+    socket.once("error", reject);
+  });
+  const reply = new Promise((resolve) => socket.once("message", resolve));
+  socket.send(JSON.stringify({ action: "heartbeat" }));
+  await reply;
+  socket.close();
 }
