@@ -11,6 +11,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt | cksum | cut -d' ' -f1)
 NEED_PYTHON := make: Python $(PYTHON_VERSION) is missing (Lambda runs python$(PYTHON_VERSION)); install it \
 	(apt-get install python$(PYTHON_VERSION)-venv, or pyenv install $(PYTHON_VERSION)) or pass PYTHON=/path/to/python$(PYTHON_VERSION)
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | cksum | cut -d' ' -f1)
+# The Node and browser tests start the local stack with the venv's Python.
+NODE_TEST := LOCAL_STACK_PYTHON=$(CURDIR)/$(BIN)/python node --test
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat requirements/checkov.txt | cksum | cut -d' ' -f1)
 
@@ -34,7 +37,8 @@ RUN_ARGS := --template template.yaml --port $(PORT) --stage $(STAGE) \
 	$(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(SCHEDULE_SECONDS),--schedule-seconds $(SCHEDULE_SECONDS))
 
 .PHONY: help install run token invoke test unit-test local-stack-test e2e-test lint format \
-	cfn-lint sam-validate sam-build checkov speaker-user bench lock clean pr
+	cfn-lint sam-validate sam-build checkov speaker-user bench lock clean pr \
+	node-install js-test browser-test page-site
 
 help:
 	@echo "make run          start the local stack (WebSocket API, page, embedded DynamoDB and Cognito)"
@@ -43,6 +47,7 @@ help:
 	@echo "make invoke       FUNCTION=<LogicalId> EVENT=events/<file>.json: run one function once"
 	@echo "make bench        print the benchmarks' figures"
 	@echo "make speaker-user EMAIL=... [STACK=...]: create a speaker in a deployed stack's user pool"
+	@echo "make page-site    STACK=...: the speaker and listener page as static files for a deployed stack"
 
 $(STAMP): requirements/dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_VERSION)")' 2>/dev/null \
@@ -54,6 +59,25 @@ $(STAMP): requirements/dev.txt
 	@touch $@
 
 install: $(STAMP)
+
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*
+	@touch $@
+
+node-install: $(NODE_STAMP)
+
+js-test: install $(NODE_STAMP)
+	$(NODE_TEST) clients/js/test/*.test.js
+
+# Debian's /usr/bin/chromium; without it these skip in one line, unless BROWSER_TESTS_REQUIRED=1 (CI).
+browser-test: install $(NODE_STAMP)
+	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
+
+page-site: install
+	@test -n "$(STACK)$(OUTPUTS)" || { echo "usage: make page-site STACK=<stack name> [SITE_DIR=build/page] (or OUTPUTS=<outputs.json>)" >&2; exit 2; }
+	$(BIN)/python -m local_stack.local_pages --out $(or $(SITE_DIR),build/page) \
+		$(if $(STACK),--stack-name $(STACK),--outputs $(OUTPUTS))
 
 run: install
 	$(LOCAL_STACK) run $(RUN_ARGS)
@@ -97,7 +121,8 @@ speaker-user: install
 	$(BIN)/python -m scripts.create_speaker_user --email "$(EMAIL)" $(if $(STACK),--stack-name $(STACK)) $(if $(filter ask,$(PASSWORD)),--set-password)
 
 sam-build: install
-	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel
+	@# SAM's Python builder runs `python3.13` from PATH: the venv's, so no system-wide install is needed.
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel
 	@test -s .aws-sam/build/SessionManagerLayer/python/session_manager/wordlists/adjectives.txt \
 		|| { echo "sam build: the domain layer lacks its word lists" >&2; exit 1; }
 
@@ -110,8 +135,10 @@ local-stack-test: install
 e2e-test: install
 	$(BIN)/pytest tests/e2e -q
 
-test: lint cfn-lint sam-validate checkov sam-build
+test: lint cfn-lint sam-validate checkov sam-build $(NODE_STAMP)
 	$(BIN)/pytest -q
+	$(NODE_TEST) clients/js/test/*.test.js
+	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
 
 pr: format test
 
