@@ -1,5 +1,6 @@
 // The client's pure rules: ids, backoff, the plain-sentence table.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import WebSocket from "ws";
 
@@ -80,8 +81,17 @@ test("a translated table replaces every text", () => {
   assert.equal(error.message, "Esta sesión está llena.");
 });
 
+test("the page's vendored QR encoder is the pinned npm package, unchanged", () => {
+  const pinned = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url))).devDependencies["qrcode-generator"];
+  const vendored = readFileSync(new URL(`../../../web/vendor/qrcode-generator-${pinned}.mjs`, import.meta.url), "utf8");
+  const installed = readFileSync(new URL("../../../node_modules/qrcode-generator/dist/qrcode.mjs", import.meta.url), "utf8");
+  assert.ok(vendored === installed, `web/vendor/qrcode-generator-${pinned}.mjs differs from node_modules: copy it again`);
+});
+
 test("bad options fail at construction with a sentence naming them", () => {
   assert.throws(() => new ListenerClient({ url: "http://x", WebSocket }), /ws:\/\/ or wss:\/\//);
-  assert.throws(() => new ListenerClient({ url: "ws://127.0.0.1:1/dev", WebSocket: undefined }), /pass options.WebSocket/);
+  if (typeof globalThis.WebSocket !== "function") {
+    assert.throws(() => new ListenerClient({ url: "ws://127.0.0.1:1/dev", WebSocket: undefined }), /pass options.WebSocket/);
+  }
   assert.throws(() => new SpeakerClient({ url: "ws://127.0.0.1:1/dev", WebSocket }), /getToken/);
 });

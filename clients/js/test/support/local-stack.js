@@ -16,9 +16,11 @@ const STACK_ROOT = path.resolve(process.env.LOCAL_STACK_ROOT ?? REPO_ROOT);
 const READY_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 60_000;
 
+// make passes its venv's Python; run by hand, the first venv that make creates or created.
 function python() {
-  const venv = path.join(REPO_ROOT, ".venv/bin/python");
-  return process.env.LOCAL_STACK_PYTHON ?? (existsSync(venv) ? venv : "python3");
+  if (process.env.LOCAL_STACK_PYTHON) return process.env.LOCAL_STACK_PYTHON;
+  const venvs = [".venv-py3.13/bin/python", ".venv/bin/python"].map((venv) => path.join(REPO_ROOT, venv));
+  return venvs.find((venv) => existsSync(venv)) ?? "python3";
 }
 
 /**
