@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def heartbeat_parameters(sizes: Sizes) -> dict[str, str]:
     return {
         **BENCH_PARAMETERS,
         "HEARTBEAT_INTERVAL_SECONDS": str(max(1, int(sizes.heartbeat_interval))),
-        "HEARTBEAT_TIMEOUT_SECONDS": str(max(2, int(sizes.heartbeat_interval * 6))),
+        "HEARTBEAT_TIMEOUT_SECONDS": str(max(90, int(sizes.heartbeat_interval * 6))),
         "CONNECTION_REFRESH_MINUTES": f"{refresh_minutes:.3f}",
         "CONNECTION_WARNING_MINUTES": f"{refresh_minutes * 1.5:.3f}",
     }
@@ -84,7 +85,9 @@ async def _warm_up(stack: BenchStack, in_flight: int) -> None:
     await storm.speaker.close()
 
 
-async def _main_stack_scenarios(info: dict[str, Any], sizes: Sizes) -> tuple[list[Figures], dict[str, Any]]:
+async def _main_stack_scenarios(
+    info: dict[str, Any], sizes: Sizes, results: list[Figures], context: dict[str, Any]
+) -> None:
     stack = BenchStack(info)
     await _warm_up(stack, sizes.in_flight)
     floors = await asyncio.to_thread(
@@ -96,7 +99,7 @@ async def _main_stack_scenarios(info: dict[str, Any], sizes: Sizes) -> tuple[lis
     )
     echo = await echo_floor(round_trips=sizes.listeners, in_flight=sizes.in_flight)
     echo_sequential = await echo_floor(round_trips=sizes.sequential * 3, in_flight=1)
-    results: list[Figures] = []
+    context["floors"] = {"moto": floors, "echo": echo, "echo_sequential": echo_sequential}
     for figures in await sequential(stack, sizes.sequential):
         operation = figures.scenario.split()[-1]
         _floor_of(figures, floors[f"sequential {operation}"], echo_sequential, "direct moto requests + echo")
@@ -104,7 +107,7 @@ async def _main_stack_scenarios(info: dict[str, Any], sizes: Sizes) -> tuple[lis
     created = await creations(stack, sizes.creations)
     _floor_of(created, floors["creations"], echo, "100 create transactions at once + echo")
     results.append(created)
-    storm_runs: list[dict[str, Any]] = []
+    storm_runs: list[dict[str, Any]] = context.setdefault("storm_runs", [])
     storm = None
     for run in range(sizes.storm_runs):
         storm = await join_storm(stack, sizes.listeners, sizes.in_flight)
@@ -134,7 +137,6 @@ async def _main_stack_scenarios(info: dict[str, Any], sizes: Sizes) -> tuple[lis
     _floor_of(gone, floors["disconnects"], {}, "leave transactions, direct")
     results.append(gone)
     await second.speaker.close()
-    context: dict[str, Any] = {"storm_runs": storm_runs}
     if sizes.cold_start:
         context["cold_start"] = await asyncio.to_thread(
             cold_start.measure, cold_start.environments_of(stack.processes())
@@ -144,29 +146,35 @@ async def _main_stack_scenarios(info: dict[str, Any], sizes: Sizes) -> tuple[lis
         "writes": heartbeat.requests_per_operation or 1.0,
         "lambda_ms": heartbeat.extra.get("cpu_seconds", {}).get("HeartbeatFunction", 0) * 1000 / heartbeat.operations,
     }
-    context["floors"] = {"moto": floors, "echo": echo, "echo_sequential": echo_sequential}
-    return results, context
 
 
 def run(sizes: Sizes, json_path: Path | None = DEFAULT_JSON) -> tuple[list[Figures], dict[str, Any]]:
     started = time.perf_counter()
-    with running_stack(env_vars={"Parameters": BENCH_PARAMETERS}) as info:
-        results, context = asyncio.run(_main_stack_scenarios(info, sizes))
-    with running_stack(env_vars={"Parameters": heartbeat_parameters(sizes)}) as info:
-        stack = BenchStack(info)
-        beats = asyncio.run(
-            heartbeats(
-                stack,
-                sizes.heartbeat_sessions,
-                sizes.heartbeat_listeners,
-                sizes.heartbeat_seconds,
-                sizes.heartbeat_interval,
+    results: list[Figures] = []
+    context: dict[str, Any] = {"storm_runs": [], "failures": []}
+    try:
+        with running_stack(env_vars={"Parameters": BENCH_PARAMETERS}) as info:
+            asyncio.run(_main_stack_scenarios(info, sizes, results, context))
+    except Exception:  # the figures so far still get printed and saved
+        context["failures"].append(traceback.format_exc())
+    try:
+        with running_stack(env_vars={"Parameters": heartbeat_parameters(sizes)}) as info:
+            beats = asyncio.run(
+                heartbeats(
+                    BenchStack(info),
+                    sizes.heartbeat_sessions,
+                    sizes.heartbeat_listeners,
+                    sizes.heartbeat_seconds,
+                    sizes.heartbeat_interval,
+                )
             )
-        )
-    reference = next(figures for figures in results if figures.scenario == "sequential heartbeat")
-    beats.floor_ms, beats.floor_what = reference.floor_ms, reference.floor_what
-    results.append(beats)
-    inputs = context.pop("heartbeat_inputs")
+        reference = next((figures for figures in results if figures.scenario == "sequential heartbeat"), None)
+        if reference is not None:
+            beats.floor_ms, beats.floor_what = reference.floor_ms, reference.floor_what
+        results.append(beats)
+    except Exception:
+        context["failures"].append(traceback.format_exc())
+    inputs = context.pop("heartbeat_inputs", {"writes": 1.0, "lambda_ms": 0.0})
     context["cost"] = heartbeat_cost.options(writes_per_beat=inputs["writes"], lambda_ms=inputs["lambda_ms"])
     context["sizes"] = sizes.__dict__
     context["seconds"] = round(time.perf_counter() - started, 1)
@@ -179,6 +187,8 @@ def run(sizes: Sizes, json_path: Path | None = DEFAULT_JSON) -> tuple[list[Figur
         print(f"\n== {len(context['storm_runs'])} storms in a row: {clean} without an error or a falsehood")
         for storm_run in context["storm_runs"]:
             print(f"  run {storm_run['run']}: {json.dumps(storm_run)}")
+    for failure in context["failures"]:
+        print(f"\n== a scenario failed:\n{failure}", file=sys.stderr)
     if json_path is not None:
         save(json_path, results, context)
         print(f"\nfigures saved to {json_path}")
@@ -214,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             storm_runs=max(1, arguments.storm_runs),
             cold_start=not arguments.no_cold_start,
         )
-    results, _ = run(sizes, arguments.json)
+    results, context = run(sizes, arguments.json)
     failed = [figures.scenario for figures in results if figures.errors or figures.violations]
+    failed += ["(a scenario raised)"] if context["failures"] else []
     if failed:
         print(f"\nscenarios with errors or violations: {', '.join(failed)}", file=sys.stderr)
         return 1

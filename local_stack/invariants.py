@@ -72,8 +72,7 @@ def check_invariants(
     for required in (SESSIONS, CONNECTIONS):
         if required not in tables:
             raise ValueError(f"tables must name {required}; got {sorted(tables)}")
-    sessions = {item["sessionId"]: item for item in _scan(dynamodb, tables[SESSIONS])}
-    connections = {item["connectionId"]: item for item in _scan(dynamodb, tables[CONNECTIONS])}
+    sessions, connections = _stable_read(dynamodb, tables[SESSIONS], tables[CONNECTIONS])
     rate_limits = list(_scan(dynamodb, tables[RATE_LIMITS])) if RATE_LIMITS in tables else []
     ttl_attributes = {logical_id: _ttl_attribute(dynamodb, name) for logical_id, name in tables.items()}
     violations: list[Violation] = []
@@ -86,6 +85,22 @@ def check_invariants(
     if told is not None:
         violations += _check_told(sessions, connections, told, told_is_everyone)
     return violations
+
+
+def _stable_read(
+    dynamodb: Any, sessions_table: str, connections_table: str, attempts: int = 10
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Sessions, then connections, then sessions again, until both session reads agree: two scans
+    are not one snapshot, and a join or leave landing between them would read as a drifted count.
+    Every membership change writes its session item, so agreeing reads bracket a quiet moment."""
+    before = {item["sessionId"]: item for item in _scan(dynamodb, sessions_table)}
+    for _ in range(attempts):
+        connections = {item["connectionId"]: item for item in _scan(dynamodb, connections_table)}
+        after = {item["sessionId"]: item for item in _scan(dynamodb, sessions_table)}
+        if after == before:
+            break
+        before = after
+    return after, connections
 
 
 def _scan(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:

@@ -27,6 +27,7 @@ def test_a_tiny_run_of_every_benchmark_scenario(capsys):
         assert figures.operations > 0, figures.scenario
     refreshed = next(figures for figures in results if figures.scenario.startswith("heartbeats")).outcomes
     assert refreshed.get("refresh connectionRefreshComplete", 0) > 0  # refreshes did happen under load
+    assert context["failures"] == []
     assert context["cost"]["options"]
 
 
