@@ -75,8 +75,8 @@ function newClient() {
       $("retry-button").hidden = true;
     }
   });
-  listener.on("speakerAway", (message) => {
-    $("speaker-notice").textContent = MESSAGES.notices.speakerAway.replace("{reconnectGraceSeconds}", message.reconnectGraceSeconds ?? "");
+  listener.on("speakerAway", () => {
+    $("speaker-notice").textContent = MESSAGES.notices.speakerAway;
     $("speaker-notice").hidden = false;
   });
   listener.on("speakerReturned", () => {

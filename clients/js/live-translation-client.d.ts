@@ -91,6 +91,8 @@ export interface SessionJoined extends Timestamped {
   targetLanguage: string;
   sourceLanguage: string;
   connectionId: string;
+  /** Present (true) when the speaker is reconnecting at the moment of the join. */
+  speakerAway?: true;
 }
 export interface ConnectionRefreshComplete extends Timestamped {
   type: "connectionRefreshComplete";
@@ -126,12 +128,14 @@ export interface SessionLeft extends Timestamped {
 export interface SpeakerAway extends Timestamped {
   type: "speakerAway";
   sessionId: string;
-  reconnectGraceSeconds: number;
-  message: string;
+  /** Absent when the client learnt it from sessionJoined.speakerAway. */
+  reconnectGraceSeconds?: number;
+  message?: string;
 }
 export interface SpeakerReturned extends Timestamped {
   type: "speakerReturned";
   sessionId: string;
+  message: string;
 }
 export type ServerMessage =
   | SessionCreated

@@ -145,7 +145,7 @@ export const MESSAGES = Object.freeze({
     unknown: "The session has ended.",
   }),
   notices: Object.freeze({
-    speakerAway: "The speaker's connection dropped. Waiting up to {reconnectGraceSeconds} seconds for them to come back.",
+    speakerAway: "The speaker's connection dropped. Stay here: the service continues when they are back.",
     speakerReturned: "The speaker is back.",
     connectionWarning: "This connection closes in about {remainingMinutes} minutes.",
   }),
@@ -539,7 +539,21 @@ class SessionClient extends Emitter {
   }
 
   async _openConnection(forceFreshToken = false) {
-    const connection = await Connection.open(this, await this._connectUrl(forceFreshToken));
+    // A token source that hangs (a sign-in service out of reach) counts as a failed connect.
+    let timer;
+    const url = await Promise.race([
+      // A failing token source is most often a network without the sign-in service: retryable.
+      this._connectUrl(forceFreshToken).catch((error) => {
+        throw error instanceof ClientError ? error : new ClientError("CONNECTION_FAILED", { serverMessage: String(error), messages: this.messages });
+      }),
+      new Promise((resolve, reject) => {
+        timer = setTimeout(
+          () => reject(new ClientError("CONNECTION_FAILED", { messages: this.messages })),
+          this.options.connectTimeoutSeconds * 1000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    const connection = await Connection.open(this, url);
     connection.startHeartbeat();
     return connection;
   }
@@ -840,12 +854,18 @@ export class ListenerClient extends SessionClient {
       { action: "joinSession", sessionId: normalizeSessionId(sessionId) ?? sessionId, targetLanguage },
       ["sessionJoined"],
     );
+    this._joined(joined);
+    this._setState(State.LIVE);
+    return joined;
+  }
+
+  _joined(joined) {
     this.sessionId = joined.sessionId;
     this.targetLanguage = joined.targetLanguage;
     this.sourceLanguage = joined.sourceLanguage;
     this.speakerAway = false;
-    this._setState(State.LIVE);
-    return joined;
+    // Joined (or rejoined) while the speaker is reconnecting: the notice would otherwise be missed.
+    if (joined.speakerAway) this._emit("speakerAway", { type: "speakerAway", sessionId: joined.sessionId, timestamp: joined.timestamp });
   }
 
   /** Leaves the session; the connection stays open and may join another. */
@@ -872,10 +892,13 @@ export class ListenerClient extends SessionClient {
     };
   }
 
-  _reclaim(connection) {
+  async _reclaim(connection) {
     // A new seat through the normal door: the dropped connection's seat is released by its close.
-    return connection.request({ action: "joinSession", sessionId: this.sessionId, targetLanguage: this.targetLanguage }, [
-      "sessionJoined",
-    ]);
+    const joined = await connection.request(
+      { action: "joinSession", sessionId: this.sessionId, targetLanguage: this.targetLanguage },
+      ["sessionJoined"],
+    );
+    this._joined(joined);
+    return joined;
   }
 }

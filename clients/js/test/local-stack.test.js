@@ -13,6 +13,7 @@ const FAST = {
   HEARTBEAT_INTERVAL_SECONDS: "1",
   RATE_LIMIT_HEARTBEATS_PER_MIN: "200",
   MAX_LISTENERS_PER_SESSION: "3",
+  SPEAKER_RECONNECT_GRACE_SECONDS: "15",
 };
 
 function until(predicate, what, timeoutMs = 20_000) {
@@ -183,5 +184,66 @@ describe("against the local stack", () => {
     assert.equal(reloaded.state, State.LIVE);
     first.close();
     await reloaded.endSession();
+  });
+
+  test("a speaker dropped within the grace reclaims the session; listeners hear away and back, a listener joining meanwhile too", async () => {
+    let release = () => {};
+    let held = null;
+    const host = speaker({
+      heartbeatIntervalSeconds: 30,
+      backoff: { initialDelaySeconds: 0.2, maxDelaySeconds: 1 },
+      getToken: async () => {
+        await held;
+        return stack.speakerToken();
+      },
+    });
+    const created = await host.createSession({ sourceLanguage: "en" });
+    const guest = listener({ heartbeatIntervalSeconds: 30 });
+    await guest.joinSession({ sessionId: created.sessionId, targetLanguage: "es" });
+    const notices = recorder(guest, "speakerAway", "speakerReturned");
+    const hostStates = recorder(host, "state");
+    held = new Promise((resolve) => {
+      release = resolve;
+    });
+    await dropFromServer(stack, created.connectionId);
+    await until(() => notices.length === 1, "speakerAway");
+    assert.equal(notices[0].type, "speakerAway");
+    assert.equal(guest.speakerAway, true);
+    assert.equal(guest.state, State.LIVE, "the listener stays in the session");
+    const late = listener({ heartbeatIntervalSeconds: 30 });
+    const lateNotices = recorder(late, "speakerAway");
+    const lateJoin = await late.joinSession({ sessionId: created.sessionId, targetLanguage: "fr" });
+    assert.equal(lateJoin.speakerAway, true);
+    assert.equal(lateNotices.length, 1, "a listener joining while the speaker is away is told so");
+    release();
+    await host.once("reconnected");
+    await until(() => notices.length === 2, "speakerReturned");
+    assert.equal(notices[1].type, "speakerReturned");
+    assert.equal(guest.speakerAway, false);
+    assert.deepEqual(hostStates.map((event) => event.state), [State.RECONNECTING, State.LIVE]);
+    const status = await host.getSessionStatus();
+    assert.equal(status.sessionId, created.sessionId);
+    const endings = recordInto(recorder(guest, "sessionEnded"), late, "sessionEnded");
+    await host.endSession();
+    await until(() => endings.length === 2, "both listeners told of the end");
+  });
+
+  test("a speaker who stays away past the grace loses the session; listeners hear it ended", async () => {
+    let offline = false; // from the drop on, the laptop never gets a token (or a network) again
+    const host = speaker({
+      heartbeatIntervalSeconds: 30,
+      connectTimeoutSeconds: 1,
+      getToken: () => (offline ? new Promise(() => {}) : stack.speakerToken()),
+    });
+    const created = await host.createSession({ sourceLanguage: "en" });
+    offline = true;
+    const guest = listener({ heartbeatIntervalSeconds: 30 });
+    await guest.joinSession({ sessionId: created.sessionId, targetLanguage: "es" });
+    const ending = guest.once("sessionEnded");
+    await dropFromServer(stack, created.connectionId);
+    await guest.once("speakerAway");
+    const ended = await ending;
+    assert.equal(ended.reason, "speakerDisconnected");
+    assert.equal(ended.text, "The speaker's connection was lost and did not come back; the session has ended.");
   });
 });
