@@ -80,14 +80,14 @@ page-site: install
 		$(if $(STACK),--stack-name $(STACK),--outputs $(OUTPUTS))
 
 run: install
-	$(LOCAL_STACK) run $(RUN_ARGS)
+	$(LOCAL_STACK) run $(RUN_ARGS) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) $(if $(METRICS),--metrics)
 
 token: install
 	@$(LOCAL_STACK) token --port $(PORT) $(if $(EMAIL),--email $(EMAIL))
 
 invoke: install
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<LogicalId> EVENT=events/<file>.json" >&2; exit 2; }
-	$(LOCAL_STACK) invoke --template template.yaml --function $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+	@$(LOCAL_STACK) invoke --template template.yaml --function $(FUNCTION) --event $(EVENT) --port $(PORT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(METRICS),--metrics)
 
 lint: install
 	$(BIN)/ruff check .

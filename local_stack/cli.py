@@ -267,6 +267,7 @@ def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
             emit_metrics=arguments.metrics,
             running_stack=running,
             invoke_connection=connection,
+            warm_pools=False,
         ),
         LogSink(sys.stderr),
     )
@@ -277,8 +278,10 @@ def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
             f"{PROGRAM}: using the tables, user pool and connections of the local stack on port {arguments.port}",
             file=sys.stderr,
         )
-    else:
+    elif arguments.port:
         print(f"{PROGRAM}: no local stack on port {arguments.port}: using fresh, empty tables", file=sys.stderr)
+    else:
+        print(f"{PROGRAM}: using fresh, empty tables", file=sys.stderr)
     return asyncio.run(_invoke_once(stack, arguments.function, event, connection, console))
 
 

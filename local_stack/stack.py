@@ -60,6 +60,8 @@ class StackOptions:
     # management API); none starts here.
     running_stack: Mapping[str, Any] | None = None
     invoke_connection: InvokeConnection | None = None
+    # Execution environments started ahead of demand; one invocation needs none.
+    warm_pools: bool = True
 
 
 def ready_without_token(ready: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +149,7 @@ class LocalStack:
                     definition,
                     function_environment(definition, self.template, endpoints, self.env_vars, self.run),
                     self._log_sink,
-                    warm_workers=warm_environments(),
+                    warm_workers=warm_environments() if self.options.warm_pools else 0,
                 )
                 for function_id, definition in self.template.functions.items()
             }
