@@ -146,3 +146,26 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"  {function_id:28} init {figures['init_ms']:7.1f} ms  {figures['ratio_to_floor']:.2f}x floor")
         else:
             print(f"  {function_id:28} {figures}")
+
+
+def main() -> None:
+    """`python -m benchmarks.cold_start`: the cold start alone, with a local stack for the environments."""
+    import time
+
+    from benchmarks.scenarios import BenchStack
+    from local_stack.testing import running_stack
+
+    with running_stack() as info:
+        stack = BenchStack(info)
+        deadline = time.monotonic() + 120
+        environments = environments_of(stack.processes())
+        while len(environments) < len(list((ROOT / "functions").iterdir())) and time.monotonic() < deadline:
+            time.sleep(1)  # the warm pool is still starting
+            environments = environments_of(stack.processes())
+        result = measure(environments)
+    print_report(result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
