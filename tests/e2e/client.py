@@ -145,6 +145,14 @@ class ProtocolClient:
             if isinstance(item, Closed):
                 return item
 
+    async def abort(self) -> None:
+        """Vanish without a close frame, as a phone or laptop that loses its network does."""
+        self.stop_heartbeats()
+        self.connection.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def close(self) -> None:
         self.stop_heartbeats()
         await self.connection.close()

@@ -16,9 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
 # The shared stack runs the template's defaults but for capacity: 20 seats fill in a second, 500
-# would not. Nothing else on it depends on the capacity.
+# would not. Nothing else on it depends on the capacity. Its speakers have no reconnect grace, so
+# a speaker's close ends the session at once (the grace has its own stack, GRACE_PARAMETERS).
 CAPACITY = 20
-SHARED_PARAMETERS = {"MAX_LISTENERS_PER_SESSION": str(CAPACITY)}
+SHARED_PARAMETERS = {"MAX_LISTENERS_PER_SESSION": str(CAPACITY), "SPEAKER_RECONNECT_GRACE_SECONDS": "0"}
+
+# A speaker who drops may come back within 8 s (a cold start of the refresh function on a busy
+# 2-core machine takes a few); the sweeper runs every second.
+GRACE_SECONDS = 8
+GRACE_PARAMETERS = {"SPEAKER_RECONNECT_GRACE_SECONDS": str(GRACE_SECONDS)}
 
 # Every duration of the small stack, in seconds: refresh due at 1.2, warning at 1.8, the
 # "120-minute" close at 6; silent for 4 s is closed; a session lives 14.4 s.
@@ -30,6 +36,7 @@ SMALL_PARAMETERS = {
     "HEARTBEAT_TIMEOUT_SECONDS": "4",
     "RATE_LIMIT_HEARTBEATS_PER_MIN": "100",
     "SESSION_MAX_DURATION_HOURS": "0.004",
+    "SPEAKER_RECONNECT_GRACE_SECONDS": "0",
 }
 SMALL_KEEPALIVE_SECONDS = 1.0
 

@@ -95,17 +95,36 @@ async def test_speaker_refresh_from_anonymous_connection_is_unauthorized(stack: 
 
 
 @pytest.mark.parametrize("role", ["speaker", "listener"])
-async def test_refresh_on_a_connection_that_holds_a_role_is_invalid_action(stack: Stack, role: str):
-    # GIVEN the old connection itself (it still holds its role)
+async def test_refresh_for_the_seat_a_connection_already_holds_is_told_it_holds_it(stack: Stack, role: str):
+    # GIVEN the old connection itself (it still holds its role): what a repeated request looks like
     speaker, created = await stack.speaker_with_session()
     session_id = created["sessionId"]
     if role == "speaker":
         client, fields = speaker, {}
     else:
         client, fields = await stack.listener_in(session_id, "es"), {"targetLanguage": "es"}
-    # WHEN it sends refreshConnection THEN that is not an action it may take now
+    # WHEN it sends refreshConnection for that very seat
     reply = await client.request("refreshConnection", sessionId=session_id, role=role, **fields)
-    assert_error(reply, "INVALID_ACTION", 400)
+    # THEN it is told the truth (it holds it), and no second seat was counted
+    assert (reply["type"], reply["sessionId"], reply["role"]) == ("connectionRefreshComplete", session_id, role)
+    status = await speaker.request("getSessionStatus")
+    assert status["listenerCount"] == (1 if role == "listener" else 0)
+
+
+@pytest.mark.parametrize("role", ["speaker", "listener"])
+async def test_refresh_on_a_connection_that_holds_another_seat_is_invalid_action(stack: Stack, role: str):
+    # GIVEN a connection that holds a role in one session, and a second session of the same speaker
+    token = stack.new_speaker_token()
+    first_speaker, first = await stack.speaker_with_session(token)
+    _, second = await stack.speaker_with_session(token)
+    if role == "speaker":
+        client, fields = first_speaker, {}
+    else:
+        client, fields = await stack.listener_in(first["sessionId"], "es"), {"targetLanguage": "es"}
+    # WHEN it sends refreshConnection for the other session
+    reply = await client.request("refreshConnection", sessionId=second["sessionId"], role=role, **fields)
+    # THEN that is not an action it may take now
+    assert_error(reply, "INVALID_ACTION", 400, session_id=second["sessionId"])
 
 
 async def test_refresh_of_unknown_session_is_session_not_found(stack: Stack):

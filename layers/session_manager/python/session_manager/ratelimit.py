@@ -9,8 +9,10 @@ permission) is not an outage and is never failed open on: MisconfigurationError 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -47,12 +49,16 @@ class Window:
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings, store: RateLimitStore, key_secret: bytes) -> None:
-        if not key_secret:
-            raise ValueError("a rate-limit key secret is required")
+    def __init__(self, settings: Settings, store: RateLimitStore, key_secret: bytes | Callable[[], bytes]) -> None:
         self.settings = settings
         self.store = store
-        self.key_secret = key_secret
+        # Read on first use: only the functions that keep limits are given the secret (and the
+        # permission to read it), and a function that needs it and lacks it fails loudly then.
+        self._key_secret = functools.cache(key_secret if callable(key_secret) else lambda: key_secret)
+
+    @property
+    def key_secret(self) -> bytes:
+        return self._key_secret()
 
     def _window(self, policy: str, key: str, seconds: int, now_seconds: float) -> Window:
         return Window.of(policy, key, seconds, now_seconds, self.key_secret)

@@ -4,6 +4,7 @@ The only module of the domain that imports ``store/``."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from session_manager.clock import SystemClock
@@ -62,7 +63,7 @@ class Services:
         clock: Clock,
         languages: LanguageCatalog,
         ids: SessionIdGenerator,
-        rate_limit_key: bytes,
+        rate_limit_key: bytes | Callable[[], bytes],
     ) -> Services:
         """The domain over any adapters: DynamoDB in production, in-memory fakes in tests."""
         limiter = RateLimiter(settings, rate_limits, rate_limit_key)
@@ -103,7 +104,7 @@ class Services:
             clock=clock or SystemClock(),
             languages=languages or LanguageCatalog(),
             ids=SessionIdGenerator.from_wordlists(),
-            rate_limit_key=rate_limit_key(settings, secrets_client),
+            rate_limit_key=lambda: rate_limit_key(settings, secrets_client),
         )
 
 
