@@ -30,7 +30,8 @@ class CuttableNetwork:
         return f"{scheme}://127.0.0.1:{self.port}/{path}"
 
     async def up(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        """Carry connections (again, on the same port)."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def down(self) -> None:

@@ -20,7 +20,7 @@ REFRESHES = 3
 
 
 def short_options(**overrides):
-    return options_for(heartbeat=1.0, ack_timeout=3.0, **overrides)
+    return options_for(heartbeat=1.0, ack_timeout=10.0, **overrides)
 
 
 async def test_repeated_forced_refreshes_lose_no_caption_and_show_none_twice(short_stack):

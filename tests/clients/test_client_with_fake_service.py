@@ -466,3 +466,62 @@ async def test_the_session_ending_is_shown_once_even_when_both_connections_of_a_
         assert log.states().count(ClientState.ENDED) == 1
         assert events[-1].sentence == "The session reached its time limit and has ended."
         gate.set()
+
+
+REFRESH_SPEAKER = {"type": "connectionRefreshRequired", "sessionId": SESSION_ID, "role": "speaker", "message": "."}
+
+
+async def test_a_request_in_flight_is_answered_on_its_connection_before_a_refresh_switches():
+    async with FakeService() as fake:
+        gate = asyncio.Event()
+
+        async def slow_accept(connection: FakeConnection, message: dict) -> None:
+            await gate.wait()
+            await fake._answer_sendCaption(connection, message)
+
+        fake.responders["sendCaption"] = slow_accept
+        speaker = SpeakerClient(fake.url, "token", options=quick_options())
+        log = EventLog(speaker)
+        await speaker.start()
+        old = await fake.connection(1)
+        sending = asyncio.create_task(speaker.send_caption("In flight"))
+        await old.next_message("sendCaption")
+        # WHEN a refresh is due while the caption waits for its answer
+        await old.send(REFRESH_SPEAKER)
+        await fake.connection(2)
+        await asyncio.sleep(0.3)
+        # THEN the new connection does not take the session over until the answer is in
+        assert "refreshConnection 2" not in fake.log
+        gate.set()
+        assert await sending == 1
+        await log.notice(NoticeKind.REFRESHED)
+        assert fake.log.index("refreshConnection 2") > fake.log.index("sendCaption 1")
+        await speaker.end()
+        assert "endSession 2" in fake.log
+
+
+async def test_a_request_made_during_a_refresh_goes_out_on_the_new_connection():
+    async with FakeService() as fake:
+        gate = asyncio.Event()
+
+        async def slow_refresh(connection: FakeConnection, message: dict) -> None:
+            await gate.wait()
+            await fake._answer_refreshConnection(connection, message)
+
+        fake.responders["refreshConnection"] = slow_refresh
+        speaker = SpeakerClient(fake.url, "token", options=quick_options())
+        await speaker.start()
+        old = await fake.connection(1)
+        await old.send(REFRESH_SPEAKER)
+        new = await fake.connection(2)
+        await new.next_message("refreshConnection")
+        # WHEN the speaker sends a line while the refresh is pending
+        sending = asyncio.create_task(speaker.send_caption("During the switch"))
+        await asyncio.sleep(0.3)
+        assert not any(m["action"] == "sendCaption" for m in old.received)
+        gate.set()
+        # THEN it goes out once, on the connection that now holds the session
+        assert await sending == 1
+        assert [m["text"] for m in new.received if m["action"] == "sendCaption"] == ["During the switch"]
+        assert not any(m["action"] == "sendCaption" for m in old.received)
+        await speaker.end()

@@ -76,6 +76,9 @@ class Link:
         self.closed = asyncio.Event()
         self.intentional_close = False
         self.missed_ack = False
+        # What the server's close frame said (None: no close frame, e.g. a dropped network).
+        self.close_code: int | None = None
+        self.close_reason = ""
         self._ack = asyncio.Event()
         self._pending: tuple[frozenset[str], asyncio.Future[dict[str, Any]]] | None = None
         self._request_lock = asyncio.Lock()
@@ -181,6 +184,10 @@ class Link:
             self.abort()
         finally:
             self._stop_heartbeats()
+            received = self.connection.protocol.close_rcvd
+            self.close_code = received.code if received else None
+            self.close_reason = received.reason if received else ""
+            logger.info("live_session_client: connection closed (%s %s)", self.close_code, self.close_reason)
             self.closed.set()
             if self._pending is not None and not self._pending[1].done():
                 self._pending[1].set_exception(LinkClosedError("The connection closed before the server answered."))

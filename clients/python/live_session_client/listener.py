@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from live_session_client.captions import Caption, CaptionSequencer
-from live_session_client.errors import RequestRefusedError
+from live_session_client.errors import LinkClosedError, NoAnswerError, RequestRefusedError
 from live_session_client.events import CaptionReceived, ClientState, NoticeKind
 from live_session_client.link import Link
 from live_session_client.protocol import LANGUAGE_PATTERN, Action, MessageType, Role, normalise_session_id
@@ -53,16 +53,20 @@ class ListenerClient(SessionClient):
                 raise RequestRefusedError(sentence, answer)
             self._on_rejoined(answer)
             self._became_live(link, describe("joined", **{**answer, "language": self.language}))
+            self._after_rejoin(answer)
             return answer
 
     async def leave(self) -> None:
         """leaveSession, then close. The session's end, if it comes first, counts as leaving."""
         if self._state.terminal:
             return
-        link = self._current
-        if link is not None and not link.is_closed:
-            answer = await link.request(Action.LEAVE_SESSION, (MessageType.SESSION_LEFT, MessageType.SESSION_ENDED))
-            if answer["type"] == MessageType.SESSION_ENDED:
+        if self._state == ClientState.LIVE:
+            answers = (MessageType.SESSION_LEFT, MessageType.SESSION_ENDED)
+            try:
+                answer = await self._request(Action.LEAVE_SESSION, answers, again_after_drop=True)
+            except (RequestRefusedError, LinkClosedError, NoAnswerError):
+                answer = {}  # the seat is released when the connection closes anyway
+            if answer.get("type") == MessageType.SESSION_ENDED:
                 self._before_end()
                 self._end(answer)
         self._set_state(ClientState.LEFT, describe("left"))
@@ -87,6 +91,12 @@ class ListenerClient(SessionClient):
             self.session_id = answer.get("sessionId", self.session_id)
             self.source_language = answer.get("sourceLanguage", self.source_language)
             self.connection_id = answer.get("connectionId", self.connection_id)
+
+    def _after_rejoin(self, answer: dict[str, Any]) -> None:
+        # Joined during the speaker's grace: the session is live but nobody speaks yet.
+        if answer.get("speakerAway") is True and not self.speaker_away:
+            self.speaker_away = True
+            self._notice(NoticeKind.SPEAKER_AWAY, describe("speakerAwayOnJoin"), answer)
 
     def _on_session_message(self, link: Link, message: dict[str, Any]) -> None:
         kind = message.get("type")

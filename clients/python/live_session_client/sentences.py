@@ -60,6 +60,7 @@ STATE_SENTENCES: dict[str, str] = {
     "speakerAway": (
         "The speaker's connection dropped. Waiting up to {reconnectGraceSeconds} seconds for them to come back."
     ),
+    "speakerAwayOnJoin": "The speaker is reconnecting; the service continues when they are back.",
     "speakerReturned": "The speaker is back.",
     "leaving": "Leaving the session ...",
     "left": "You left the session.",
@@ -72,7 +73,7 @@ STATE_SENTENCES: dict[str, str] = {
 }
 
 END_SENTENCES: dict[str, str] = {
-    "speakerDisconnected": "The speaker disconnected, so the session has ended.",
+    "speakerDisconnected": "The speaker disconnected and did not come back, so the session has ended.",
     "speakerEnded": "The speaker ended the session.",
     "expired": "The session reached its time limit and has ended.",
 }
@@ -101,7 +102,9 @@ def _fill(template: str, fields: dict[str, Any]) -> str:
         # Leave out a parenthesised placeholder entirely, else say "a moment" for numbers.
         for name in missing:
             template = template.replace(f" ({{{name}}})", "").replace(f"{{{name}}} seconds", "a few seconds")
-    return template.format_map(_Lenient(fields))
+    # 30.0 reads "30" to a person; 0.5 stays "0.5".
+    shown = {name: f"{value:g}" if isinstance(value, float) else value for name, value in fields.items()}
+    return template.format_map(_Lenient(shown))
 
 
 def explain_error(message: dict[str, Any]) -> str:

@@ -74,6 +74,7 @@ class SessionClient:
         self._current: Link | None = None
         self._links: set[Link] = set()
         self._replacing: asyncio.Task[None] | None = None
+        self._switch_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self.end_reason: str | None = None
         self.refresh_count = 0
@@ -130,6 +131,9 @@ class SessionClient:
 
     def _on_rejoined(self, answer: dict[str, Any]) -> None:
         """The answer to a rejoin, before the client is live again."""
+
+    def _after_rejoin(self, answer: dict[str, Any]) -> None:
+        """The answer to a join or rejoin, once the client has said it is live again."""
 
     def _emit(self, event: ClientEvent) -> None:
         self._events.put_nowait(event)
@@ -195,18 +199,26 @@ class SessionClient:
     ) -> dict[str, Any]:
         """A request on the live link; raises RequestRefusedError for an `error` answer. With
         `again_after_drop` (requests safe to repeat), a link that drops before answering is
-        followed by the same request on the link the client reconnects on."""
-        link = await self._live_link()
-        try:
-            reply = await link.request(action, tuple(answers), **fields)
-        except LinkClosedError:
-            if not again_after_drop:
-                raise
+        followed by the same request on the link the client reconnects on.
+
+        Requests and link switches take turns (`_switch_lock`): a request never goes out on a
+        link that a refresh is about to retire, where the server would no longer take it from."""
+        drops_allowed = 1 if again_after_drop else 0
+        while True:
             link = await self._live_link()
-            reply = await link.request(action, tuple(answers), **fields)
-        if reply["type"] == MessageType.ERROR:
-            raise RequestRefusedError(explain_error(reply), reply)
-        return reply
+            async with self._switch_lock:
+                if link is not self._current or self._state != ClientState.LIVE:
+                    continue  # switched or dropped while waiting for the lock
+                try:
+                    reply = await link.request(action, tuple(answers), **fields)
+                except LinkClosedError:
+                    if drops_allowed == 0:
+                        raise
+                    drops_allowed -= 1
+                    continue
+            if reply["type"] == MessageType.ERROR:
+                raise RequestRefusedError(explain_error(reply), reply)
+            return reply
 
     async def _live_link(self) -> Link:
         """The current link once the client is live (waits through a reconnect)."""
@@ -311,23 +323,28 @@ class SessionClient:
                 continue
             if outcome is STOP:
                 return
-            new, answer = outcome
-            self._on_rejoined(answer)
-            if old_alive:
-                self.refresh_count += 1
-                self._current = new
-                self._notice(NoticeKind.REFRESHED, describe("refreshed"), answer)
-            else:
-                self.reconnect_count += 1
-                self._became_live(new, describe("reconnected", sessionId=self.session_id))
+            new = outcome
             if old is not None and old is not new:
                 # Still in self._links while it closes: what it received before the close is
                 # shown (the sequencer drops what the new link also brings).
                 await old.close()
             return
 
-    async def _try_rejoin(self, after_drop: bool) -> tuple[Link, dict[str, Any]] | object:
-        """One attempt: a new link that is in the session, RETRY (after a pause), or STOP. Ends
+    def _switch_to(self, new: Link, answer: dict[str, Any]) -> None:
+        """The new link is in the session: make it the current one (under `_switch_lock`)."""
+        old = self._current
+        self._on_rejoined(answer)
+        if old is not None and not old.is_closed and self._state == ClientState.LIVE:
+            self.refresh_count += 1
+            self._current = new
+            self._notice(NoticeKind.REFRESHED, describe("refreshed"), answer)
+        else:
+            self.reconnect_count += 1
+            self._became_live(new, describe("reconnected", sessionId=self.session_id))
+        self._after_rejoin(answer)
+
+    async def _try_rejoin(self, after_drop: bool) -> Link | object:
+        """One attempt: the new link, now current; RETRY (after a pause); or STOP. Ends
         the client when the answer says trying again cannot help; a refresh refused that way
         stops, and the old link carries on until it closes."""
         try:
@@ -337,15 +354,18 @@ class SessionClient:
                 self._fail(ClientState.FAILED, failed.sentence, ErrorCode.UNAUTHORIZED)
                 return STOP
             return RETRY
-        rejoin = self._rejoin(after_drop)
-        try:
-            answer = await new.request(rejoin.action, (rejoin.answer, MessageType.SESSION_ENDED), **rejoin.fields)
-        except (LinkClosedError, NoAnswerError):
-            await self._discard(new)
-            return RETRY
-        if answer["type"] == rejoin.answer:
-            return new, answer
+        async with self._switch_lock:
+            rejoin = self._rejoin(after_drop)
+            try:
+                answer = await new.request(rejoin.action, (rejoin.answer, MessageType.SESSION_ENDED), **rejoin.fields)
+            except (LinkClosedError, NoAnswerError):
+                answer = None
+            if answer is not None and answer["type"] == rejoin.answer:
+                self._switch_to(new, answer)
+                return new
         await self._discard(new)
+        if answer is None:
+            return RETRY
         if answer["type"] == MessageType.SESSION_ENDED:
             self._end(answer)
             return STOP
