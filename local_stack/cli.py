@@ -32,6 +32,7 @@ HOST = "127.0.0.1"
 TOKEN_PATH = "/_local/token"  # served by local_stack/local_pages.py
 STACK_INFO_PATH = "/_local/stack"  # served by local_stack/stack.py
 METRICS_VARIABLE = "LOCAL_STACK_METRICS"
+EMF_LINE_START = '{"_aws":'
 
 
 def _optional_path(text: str) -> Path | None:
@@ -149,8 +150,21 @@ def _configure_logging(level: int) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format=f"{PROGRAM}: %(message)s")
 
 
-def _run(arguments: argparse.Namespace, console: TextIO) -> int:
+def _console_sink(show_metrics: bool) -> Any:
     from local_stack.functions import LogSink
+
+    class ConsoleLogSink(LogSink):
+        """The functions' output on stderr, without Powertools' EMF lines unless asked for:
+        `single_metric` prints them even with POWERTOOLS_METRICS_DISABLED."""
+
+        def write_line(self, function_id: str, line: str) -> None:
+            if show_metrics or not line.startswith(EMF_LINE_START):
+                super().write_line(function_id, line)
+
+    return ConsoleLogSink(sys.stderr)
+
+
+def _run(arguments: argparse.Namespace, console: TextIO) -> int:
     from local_stack.stack import LocalStack, StackOptions
 
     _configure_logging(logging.INFO)
@@ -166,7 +180,7 @@ def _run(arguments: argparse.Namespace, console: TextIO) -> int:
             schedule_seconds=arguments.schedule_seconds,
             emit_metrics=arguments.metrics,
         ),
-        LogSink(sys.stderr),
+        _console_sink(arguments.metrics),
     )
     asyncio.run(_serve(stack, arguments.ready_file, console))
     return 0
@@ -247,7 +261,6 @@ def running_stack_info(port: int) -> dict[str, Any] | None:
 
 
 def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
-    from local_stack.functions import LogSink
     from local_stack.management import InvokeConnection
     from local_stack.stack import LocalStack, StackOptions
 
@@ -269,7 +282,7 @@ def _invoke(arguments: argparse.Namespace, console: TextIO) -> int:
             invoke_connection=connection,
             warm_pools=False,
         ),
-        LogSink(sys.stderr),
+        _console_sink(arguments.metrics),
     )
     if arguments.function not in stack.template.functions:
         raise LocalStackError(f"function {arguments.function} is not in template {arguments.template}")

@@ -81,14 +81,15 @@ class GatewayLimits:
 
 
 class HandshakeRefusedError(Exception):
-    def __init__(self, status: int, body: str) -> None:
+    def __init__(self, status: int, body: str, why: str = "") -> None:
         super().__init__(f"handshake refused with {status}")
         self.status = status
         self.body = body
+        self.why = why
 
 
-def _gateway_error(status: int, message: str) -> HandshakeRefusedError:
-    return HandshakeRefusedError(status, json.dumps({"message": message}))
+def _gateway_error(status: int, message: str, why: str = "") -> HandshakeRefusedError:
+    return HandshakeRefusedError(status, json.dumps({"message": message}), why)
 
 
 def _http_response(status: int, body: str, *, extra_headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -323,7 +324,8 @@ class WebSocketGateway:
         try:
             await self._run_connect(info, headers, query)
         except HandshakeRefusedError as refusal:
-            logger.info("connect %s refused with %s", info.connection_id, refusal.status)
+            because = f" ({refusal.why})" if refusal.why else ""
+            logger.info("connect %s refused with %s%s", info.connection_id, refusal.status, because)
             return _http_response(refusal.status, refusal.body)
         self._accepted[socket] = info
         # websockets skips the connection handler when the client leaves (or the server stops)
@@ -391,7 +393,8 @@ class WebSocketGateway:
             result = await self.functions.invoke(authorizer.function_id, event)
         except FunctionError as error:
             if error.error_message == UNAUTHORIZED_MESSAGE:
-                raise _gateway_error(401, UNAUTHORIZED_MESSAGE) from None
+                why = f"{authorizer.function_id} answered Unauthorized"
+                raise _gateway_error(401, UNAUTHORIZED_MESSAGE, why=why) from None
             raise _gateway_error(500, "Internal server error") from None
         except InvocationError:
             raise _gateway_error(500, "Internal server error") from None

@@ -35,7 +35,7 @@ from local_stack.gateway import GatewayLimits, WebSocketGateway
 from local_stack.local_pages import TOKEN_PATH, LocalPages
 from local_stack.management import InvokeConnection, ManagementApi
 from local_stack.schedules import ScheduleRunner
-from local_stack.template import StackTemplate, WebSocketApi, load_template
+from local_stack.template import FunctionDefinition, StackTemplate, WebSocketApi, load_template
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class LocalStack:
 
     async def start(self) -> dict[str, Any]:
         """Starts everything; returns what the ready file holds. Cleans up after itself on failure."""
-        self._check_settings()
+        self.check_settings()
         listeners = [_bind(self.options.port, "WebSocket API")]
         try:
             http_port = self.options.http_port
@@ -197,20 +197,23 @@ class LocalStack:
             ready["speakerToken"] = self.aws.speaker_token()
         return ready
 
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
         """Before anything listens: each function's environment as it will run, with stand-in
         endpoints (no setting the domain validates depends on them)."""
+        environments = {
+            function_id: self.environment_of(definition) for function_id, definition in self.template.functions.items()
+        }
+        check_function_settings(self.template.functions, environments)
+
+    def environment_of(self, function: FunctionDefinition) -> dict[str, str]:
+        """A function's environment as it will run, with stand-in endpoints."""
         stand_ins = LocalEndpoints(
             management_api=f"http://{HOST}:0/{self.api.stage_name}",
             moto=f"http://{HOST}:0",
             user_pool_id="us-east-1_local",
             user_pool_client_id="local",
         )
-        environments = {
-            function_id: function_environment(definition, self.template, stand_ins, self.env_vars, self.run)
-            for function_id, definition in self.template.functions.items()
-        }
-        check_function_settings(self.template.functions, environments)
+        return function_environment(function, self.template, stand_ins, self.env_vars, self.run)
 
     def _aws_endpoints(self, management_endpoint: str) -> LocalEndpoints:
         running = self.options.running_stack

@@ -57,6 +57,10 @@ def _log_error(request_id: str | None, error: BaseException) -> None:
     prefix = f"[ERROR] {type(error).__name__}: {error}"
     if request_id:
         prefix = f"[ERROR]\t{request_id}\t{type(error).__name__}: {error}"
+    if str(error) == "Unauthorized":
+        # An authorizer's way to have API Gateway answer 401, not a crash: the gateway logs the
+        # refusal in one line (local_stack/gateway.py), no traceback per refused token.
+        return
     print(prefix, file=sys.stderr)
     traceback.print_exception(error, file=sys.stderr)
     sys.stderr.flush()

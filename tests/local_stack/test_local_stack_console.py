@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURE_TEMPLATE, REPO_ROOT, echo
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+
+from local_stack.stack import LocalStack, StackOptions
 
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 READY_TIMEOUT_SECONDS = 90
@@ -147,6 +150,21 @@ def test_a_setting_the_domain_rejects_stops_run_in_one_line(tmp_path, env_vars, 
         again.bind(("127.0.0.1", port))
 
 
+def test_env_example_json_is_accepted_and_reaches_the_functions():
+    # GIVEN the example the docs point at
+    stack = LocalStack(
+        StackOptions(template_path=REPO_ROOT / "template.yaml", env_vars_path=REPO_ROOT / "env.example.json")
+    )
+    example = json.loads((REPO_ROOT / "env.example.json").read_text())
+    # WHEN its settings are checked as `make run` checks them, THEN every function accepts them
+    stack.check_settings()
+    # AND each variable reaches the functions that have it
+    join = stack.template.functions["JoinSessionFunction"]
+    assert stack.environment_of(join)["RATE_LIMIT_FAILED_JOINS_PER_MIN"] == "20"
+    for name, value in example["Parameters"].items():
+        assert stack.environment_of(join)[name] == value
+
+
 def test_every_function_sharing_a_rejected_setting_is_counted(tmp_path):
     env_file = tmp_path / "env.json"
     env_file.write_text(json.dumps({"Parameters": {"HEARTBEAT_TIMEOUT_SECONDS": "3"}}))
@@ -177,4 +195,20 @@ def test_the_console_has_no_powertools_warnings_nor_emf_lines_by_default(stack):
     log = Path(stack["logFile"]).read_text()
     assert "No application metrics to publish" not in log
     assert "ProbeMetric" not in log
+    assert "ProbeSingleMetric" not in log
     assert '"_aws"' not in log
+
+
+def test_a_refused_token_is_one_line_not_a_traceback(stack):
+    log_file = Path(stack["logFile"])
+    before = len(log_file.read_text().splitlines())
+    with pytest.raises(InvalidStatus) as refused:
+        connect(stack["websocketUrl"] + "?auth=reject&token=not.a.token", open_timeout=30)
+    assert refused.value.response.status_code == 401
+    time.sleep(0.5)  # the worker's output is pumped by a thread
+    added = log_file.read_text().splitlines()[before:]
+    assert [line for line in added if "refused" in line or "Unauthorized" in line] == [
+        next(line for line in added if "refused with 401 (AuthorizerFunction answered Unauthorized)" in line)
+    ]
+    assert not any("Traceback" in line for line in added)
+    assert "not.a.token" not in log_file.read_text()

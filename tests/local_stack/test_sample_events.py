@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -121,14 +122,25 @@ def test_sample_event_posts_its_replies_to_the_events_connection(results, event_
             assert reply["requestId"] == event["requestContext"]["requestId"]
 
 
-def test_invocations_next_to_a_running_stack_share_its_tables(routes):
-    # GIVEN `make run` is up (its sweeper idle: the events' connections look silent for ages)
+def fresh_copy(event_file: str, directory: Path) -> Path:
+    """The sample event as if it happened now: its connection connected a moment ago (the shipped
+    one connected long ago, so its connection item would read as expired)."""
+    event = json.loads((EVENTS_DIR / event_file).read_text())
+    now_ms = int(time.time() * 1000)
+    event["requestContext"].update(connectedAt=now_ms, requestTimeEpoch=now_ms)
+    copy = directory / event_file
+    copy.write_text(json.dumps(event))
+    return copy
+
+
+def test_invocations_next_to_a_running_stack_share_its_tables(routes, tmp_path):
+    # GIVEN `make run` is up (its sweeper idle, so that nothing but these invocations writes)
     with running_stack(template=REPO_ROOT / "template.yaml", schedule_seconds=3600) as stack:
-        port = str(stack["port"])
+        port = stack["port"]
         # WHEN the speaker's $connect, then createSession, then getSessionStatus are invoked one by one
-        connected = invoke("ConnectFunction", EVENTS_DIR / "connect_speaker.json", int(port))
-        created = invoke(routes["createSession"], EVENTS_DIR / "create_session.json", int(port))
-        status = invoke(routes["getSessionStatus"], EVENTS_DIR / "get_session_status.json", int(port))
+        connected = invoke("ConnectFunction", fresh_copy("connect_speaker.json", tmp_path), port)
+        created = invoke(routes["createSession"], fresh_copy("create_session.json", tmp_path), port)
+        status = invoke(routes["getSessionStatus"], fresh_copy("get_session_status.json", tmp_path), port)
     # THEN each one says whose tables it used, and each sees what the one before it wrote
     for result in (connected, created, status):
         assert result.returncode == 0, result.stderr
