@@ -226,6 +226,11 @@ def _site_command(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--outputs", type=Path, help="a JSON file of the outputs ({OutputKey: OutputValue})")
     parser.add_argument("--region", default=None, help="the stack's region (default: AWS_DEFAULT_REGION)")
     parser.add_argument("--heartbeat-interval-seconds", type=float, default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS)
+    parser.add_argument(
+        "--cognito-endpoint",
+        default=None,
+        help="sign in against this Cognito endpoint instead of the region's (the local stack's moto, for a test)",
+    )
     arguments = parser.parse_args(argv)
     if arguments.outputs is not None:
         outputs = json.loads(arguments.outputs.read_text(encoding="utf-8"))
@@ -240,13 +245,16 @@ def _site_command(argv: Sequence[str] | None = None) -> int:
     source_languages, target_languages = load_language_lists(
         [REPO_ROOT / "layers" / "session_manager" / "python", *map(Path, sys.path)]
     )
+    auth = {
+        "mode": "cognito",
+        "region": outputs["UserPoolId"].split("_", 1)[0],
+        "userPoolClientId": outputs["UserPoolClientId"],
+    }
+    if arguments.cognito_endpoint:
+        auth["endpoint"] = arguments.cognito_endpoint
     config = page_config(
         outputs["WebSocketUrl"],
-        {
-            "mode": "cognito",
-            "region": outputs["UserPoolId"].split("_", 1)[0],
-            "userPoolClientId": outputs["UserPoolClientId"],
-        },
+        auth,
         source_languages,
         target_languages,
         arguments.heartbeat_interval_seconds,

@@ -1,7 +1,7 @@
 // Starts the local stack exactly as `make run` does (python -m local_stack run), on a free port, for
 // the Node and browser tests; every URL comes from its ready file, never from a guessed port.
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +23,17 @@ function python() {
   return venvs.find((venv) => existsSync(venv)) ?? "python3";
 }
 
+function pythonEnvironment() {
+  const pythonPath = [path.join(STACK_ROOT, "layers/session_manager/python"), STACK_ROOT, process.env.PYTHONPATH ?? ""];
+  return { ...process.env, PYTHONPATH: pythonPath.join(path.delimiter) };
+}
+
+/** Runs `python <args>` in the stack's checkout, as the stack runs; returns status and output. */
+export function runPython(args) {
+  const result = spawnSync(python(), args, { cwd: STACK_ROOT, env: pythonEnvironment(), encoding: "utf8" });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
 /**
  * @param {{parameters?: Record<string, string>, scheduleSeconds?: number}} [options]
  * @returns {Promise<{info: any, tokenUrl: string, speakerToken: (email?: string) => Promise<string>, log: () => string, stop: () => Promise<void>}>}
@@ -39,12 +50,10 @@ export async function startStack({ parameters, scheduleSeconds } = {}) {
     args.push("--env-vars", envVars);
   }
   if (scheduleSeconds) args.push("--schedule-seconds", String(scheduleSeconds));
-  const pythonPath = [path.join(STACK_ROOT, "layers/session_manager/python"), STACK_ROOT, process.env.PYTHONPATH ?? ""];
-  const { openSync } = await import("node:fs");
   const logFd = openSync(logFile, "w");
   const child = spawn(python(), args, {
     cwd: STACK_ROOT,
-    env: { ...process.env, PYTHONPATH: pythonPath.join(path.delimiter) },
+    env: pythonEnvironment(),
     stdio: ["ignore", logFd, logFd],
   });
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
