@@ -151,3 +151,40 @@ def test_an_empty_variable_means_the_default():
     settings = Settings.from_environment({"MAX_LISTENERS_PER_SESSION": ""})
 
     assert settings.max_listeners_per_session == 500
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"MAX_LISTENERS_PER_SESSION": "-5"}, "MAX_LISTENERS_PER_SESSION=-5 must be at least 1"),
+        ({"MAX_LISTENERS_PER_SESSION": "many"}, "MAX_LISTENERS_PER_SESSION=many must be a whole number"),
+        ({"SESSION_MAX_DURATION_HOURS": "nan"}, "SESSION_MAX_DURATION_HOURS=nan must be a positive finite number"),
+        (
+            {"SPEAKER_RECONNECT_GRACE_SECONDS": "-1"},
+            "SPEAKER_RECONNECT_GRACE_SECONDS=-1 must be zero or a positive finite number",
+        ),
+        (
+            {"HEARTBEAT_TIMEOUT_SECONDS": "3"},
+            "HEARTBEAT_TIMEOUT_SECONDS=3 must be above HEARTBEAT_INTERVAL_SECONDS=30",
+        ),
+        (
+            {"CONNECTION_REFRESH_MINUTES": "100", "CONNECTION_WARNING_MINUTES": "99.5"},
+            "CONNECTION_WARNING_MINUTES=99.5 must not be below CONNECTION_REFRESH_MINUTES=100",
+        ),
+        (
+            {"CONNECTION_MAX_MINUTES": "105"},
+            "CONNECTION_MAX_MINUTES=105 must be above CONNECTION_WARNING_MINUTES=105",
+        ),
+        (
+            {"RATE_LIMIT_HEARTBEATS_PER_MIN": "2"},
+            "RATE_LIMIT_HEARTBEATS_PER_MIN=2 must be at least 4, to let a client heartbeating every "
+            "HEARTBEAT_INTERVAL_SECONDS=30 +/- 5 s through",
+        ),
+    ],
+)
+def test_a_rejected_setting_is_one_line_naming_the_variable_its_value_and_the_rule(environment, message):
+    # WHEN a setting breaks a rule, THEN the message is what `make run` prints before refusing to start
+    with pytest.raises(ConfigurationError) as rejected:
+        Settings.from_environment(environment)
+
+    assert str(rejected.value) == message
