@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from local_stack import moto_dynamodb
+from local_stack import moto_dynamodb, translate_emulator
 from local_stack.intrinsics import REGION
 from local_stack.template import StackTemplate, TableDefinition
 
@@ -54,7 +54,7 @@ class DynamoDBRequestCounter:
 class EmbeddedAws:
     def __init__(self) -> None:
         # werkzeug logs every request moto serves, and a traceback for each call to a service
-        # moto lacks (Translate answers 500 that way); the console is for the functions' logs.
+        # moto lacks; the console is for the functions' logs.
         logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.endpoint = ""
@@ -72,6 +72,8 @@ class EmbeddedAws:
         wsgi_server = self._server._server
         assert wsgi_server is not None
         wsgi_server.app = DynamoDBRequestCounter(wsgi_server.app)
+        # Translate, which moto lacks, answered on the same endpoint (see the module).
+        self.translate = translate_emulator.install_on_moto(self._server)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
 
