@@ -141,6 +141,7 @@ describe("the page", { skip }, () => {
       assert.equal(await listener.page.locator("#ended-reason").textContent(), "The speaker ended the session.");
       assert.equal(await badge(listener.page).textContent(), "The session has ended");
     }
+    await screenshot(lower.page, "listener-ended-phone");
     for (const context of [speaker.context, byQr.context, lower.context, upper.context]) await context.close();
   });
 
@@ -207,6 +208,7 @@ describe("the page", { skip }, () => {
     await joinByTyping(listener.page, "unheard-nowhere-101", "es");
     await listener.page.getByRole("alert").getByText("No session is running with that id.").waitFor();
     assert.equal(await listener.page.locator("#error-next").textContent(), "Check the id with the speaker; the session may also have ended.");
+    await screenshot(listener.page, "listener-error-phone");
 
     const speaker = await signInAndCreate(browser);
     for (let seat = 0; seat < CAPACITY; seat++) {
