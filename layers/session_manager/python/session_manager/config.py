@@ -51,7 +51,7 @@ NonNegativeFloat = float
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob of requirements.md and protocol.md, with its default.
+    """Every knob of docs/configuration.md and docs/protocol.md, with its default.
 
     Durations accept decimals (``CONNECTION_REFRESH_MINUTES=0.05``) so that refresh, warning and
     timeout paths can be exercised in seconds.
@@ -86,6 +86,13 @@ class Settings:
     # read once per container from Secrets Manager (deployed stacks).
     rate_limit_key_secret: str = ""
     rate_limit_key_secret_arn: str = ""
+    captions_table: str = "Captions"
+    caption_history_seconds: int = 120
+    captions_per_second: int = 5
+    # Above this many listeners of one language, a caption's fan-out goes through the queue.
+    caption_queue_threshold: int = 1000
+    caption_fanout_queue_url: str = ""
+    translate_terminology_names: str = ""
 
     @property
     def session_duration_seconds(self) -> int:
@@ -160,6 +167,7 @@ _ENVIRONMENT_NAMES = {
     "sessions_table": "SESSIONS_TABLE",
     "connections_table": "CONNECTIONS_TABLE",
     "rate_limits_table": "RATE_LIMITS_TABLE",
+    "captions_table": "CAPTIONS_TABLE",
     "region": "AWS_REGION",
     "jwks_url_override": "LOCAL_JWKS_URL",
 }
