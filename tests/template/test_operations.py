@@ -14,20 +14,15 @@ from cfnlint.decode import decode
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = {"Fn::Sub": "LiveTranslation/${EnvironmentName}"}
 SERVICE = [{"Name": "service", "Value": "session-manager"}]
-FUNCTIONS = [
-    "AuthorizerFunction",
-    "ConnectFunction",
-    "DisconnectFunction",
-    "DefaultRouteFunction",
-    "CreateSessionFunction",
-    "JoinSessionFunction",
-    "HeartbeatFunction",
-    "RefreshConnectionFunction",
-    "GetSessionStatusFunction",
-    "EndSessionFunction",
-    "LeaveSessionFunction",
-    "SweeperFunction",
-]
+
+
+def _functions_of_the_template() -> list[str]:
+    parsed, _ = decode(str(ROOT / "template.yaml"))
+    return [name for name, r in parsed["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+
+
+# Read from the template, so a function added later must get its alarms and dashboard lines too.
+FUNCTIONS = _functions_of_the_template()
 RATE_LIMITING = ["ConnectFunction", "CreateSessionFunction", "JoinSessionFunction", "RefreshConnectionFunction"]
 SNAPSTART = [
     "AuthorizerFunction",
