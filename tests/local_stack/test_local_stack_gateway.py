@@ -179,36 +179,22 @@ def test_handler_exception_sends_internal_server_error_and_keeps_the_socket(stac
 
 def test_handler_timeout_is_enforced(stack):
     with open_socket(stack) as socket:
-        started = time.monotonic()
         socket.send(json.dumps({"action": "slow", "seconds": 6}))
-        error = receive_json(socket)
-        elapsed = time.monotonic() - started
+        error = receive_json(socket)  # {"slept": 6} had the 2 s Timeout not been enforced
     assert error["message"] == "Internal server error"
-    assert 1.9 <= elapsed < 4.5  # SlowFunction's Timeout is 2 s
 
 
-def test_slow_handler_on_one_connection_does_not_stall_another(stack):
-    with open_socket(stack) as slow_socket, open_socket(stack) as quick_socket:
-        slow_socket.send(json.dumps({"action": "slow", "seconds": 1.5}))
-        time.sleep(0.2)
-        started = time.monotonic()
-        quick_reply = echo(quick_socket)
-        quick_elapsed = time.monotonic() - started
-        slow_reply = receive_json(slow_socket)
-    assert quick_reply["event"]["requestContext"]["routeKey"] == "echo"
-    assert quick_elapsed < 1.2
-    assert slow_reply == {"slept": 1.5}
-
-
-def test_messages_on_one_connection_run_concurrently(stack):
-    with open_socket(stack) as socket:
-        started = time.monotonic()
-        socket.send(json.dumps({"action": "slow", "seconds": 1}))
-        socket.send(json.dumps({"action": "slow", "seconds": 1}))
-        replies = [receive_json(socket), receive_json(socket)]
-        elapsed = time.monotonic() - started
-    assert replies == [{"slept": 1}, {"slept": 1}]
-    assert elapsed < 1.9
+def test_a_hung_handler_stalls_neither_its_own_connection_nor_another(stack):
+    # GIVEN a message whose handler never returns (MisbehaveFunction's Timeout is 600 s)
+    with open_socket(stack) as stuck, open_socket(stack) as other:
+        stuck.send(json.dumps({"action": "misbehave", "do": "hang"}))
+        assert "hanging" in receive_json(stuck)
+        # WHEN both connections send more while it hangs
+        other_reply = echo(other)
+        own_reply = echo(stuck)
+    # THEN both are answered (a stalled gateway would answer neither within the receive timeout)
+    assert other_reply["event"]["requestContext"]["routeKey"] == "echo"
+    assert own_reply["event"]["requestContext"]["routeKey"] == "echo"
 
 
 def test_module_state_stays_warm_between_invocations(stack):
