@@ -85,6 +85,13 @@ run: install
 token: install
 	@$(LOCAL_STACK) token --port $(PORT) $(if $(EMAIL),--email $(EMAIL))
 
+# The running stack's faults (docs/reliability.md): FAULT="dynamodb throttle rate=0.5" sets,
+# FAULT=clear clears, no FAULT shows. Its HTTP port is HTTP_PORT, else the one after PORT.
+FAULT ?=
+.PHONY: fault
+fault: install
+	@$(BIN)/python -m local_stack.faults --http-port $(or $(HTTP_PORT),$(shell expr $(PORT) + 1)) "$(FAULT)"
+
 invoke: install
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<LogicalId> EVENT=events/<file>.json" >&2; exit 2; }
 	@$(LOCAL_STACK) invoke --template template.yaml --function $(FUNCTION) --event $(EVENT) --port $(PORT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(METRICS),--metrics)

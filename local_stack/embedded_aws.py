@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from local_stack import moto_dynamodb, translate_emulator
+from local_stack import faults, moto_dynamodb, translate_emulator
 from local_stack.intrinsics import REGION
 from local_stack.template import StackTemplate, TableDefinition
 
@@ -74,6 +74,8 @@ class EmbeddedAws:
         wsgi_server.app = DynamoDBRequestCounter(wsgi_server.app)
         # Translate, which moto lacks, answered on the same endpoint (see the module).
         self.translate = translate_emulator.install_on_moto(self._server)
+        # Outermost: the fault knob (make fault) sees every request first.
+        faults.install_on_moto(self._server)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from local_stack import faults
 from local_stack.apigateway_events import ApiContext
 from local_stack.embedded_aws import DEMO_SPEAKER_EMAIL, EmbeddedAws
 from local_stack.environment import (
@@ -172,7 +173,7 @@ class LocalStack:
             "tables": self._table_names(),
             "speakerEmail": DEMO_SPEAKER_EMAIL,
         }
-        app = web.Application()
+        app = web.Application(middlewares=[faults.management_middleware()])
         ManagementApi(self.gateway, self.options.invoke_connection).add_routes(app, stage)
         app.router.add_get(STACK_INFO_PATH, lambda _: web.json_response(ready_without_token(ready)))
         page_endpoints = {
@@ -182,6 +183,7 @@ class LocalStack:
             "Moto (DynamoDB, Cognito)": endpoints.moto,
         }
         LocalPages(self.gateway, self.aws, page_endpoints).add_routes(app)
+        faults.FaultControl().add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         await web.SockSite(self._runner, http_listener).start()
