@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.client import Stack, close_all_clients
 from tests.e2e.stacks import started_stack
 
-TEST_TIMEOUT_SECONDS = 180
+TEST_TIMEOUT_SECONDS = 280
 # Small enough that a race fills it in seconds on a shared 2-core machine; the full-size races
 # (1,000 joins into 500 seats) are `make bench`'s.
 CAPACITY = 30

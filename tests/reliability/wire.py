@@ -71,15 +71,3 @@ def dynamodb_of(stack: Stack):
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
-
-
-def table_name(stack: Stack, logical_id: str) -> str:
-    return stack.info["tables"][logical_id]
-
-
-def scan(stack: Stack, logical_id: str) -> list[dict[str, Any]]:
-    client = dynamodb_of(stack)
-    items: list[dict[str, Any]] = []
-    for page in client.get_paginator("scan").paginate(TableName=table_name(stack, logical_id), ConsistentRead=True):
-        items += page["Items"]
-    return items
