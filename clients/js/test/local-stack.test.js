@@ -232,7 +232,6 @@ describe("against the local stack", () => {
     let offline = false; // from the drop on, the laptop never gets a token (or a network) again
     const host = speaker({
       heartbeatIntervalSeconds: 30,
-      connectTimeoutSeconds: 1,
       getToken: () => (offline ? new Promise(() => {}) : stack.speakerToken()),
     });
     const created = await host.createSession({ sourceLanguage: "en" });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import WebSocket, { WebSocketServer } from "ws";
 
-import { ListenerClient, State } from "../live-translation-client.js";
+import { ListenerClient, SpeakerClient, State } from "../live-translation-client.js";
 
 /** A server whose every connection is answered by `script(socket, message, server)`. */
 async function scriptedServer(script) {
@@ -186,4 +186,18 @@ test("a frame without type answers the pending request as an internal error", as
     assert.equal(error.sentence, "Something went wrong on the server.");
     return true;
   });
+});
+
+test("a token source that never answers fails the connect in the connect timeout, and a throwing one as retryable", async (t) => {
+  const server = await scriptedServer(joinAndRefreshScript);
+  t.after(() => server.close());
+  const hanging = new SpeakerClient({ url: server.url, WebSocket, connectTimeoutSeconds: 0.3, getToken: () => new Promise(() => {}) });
+  t.after(() => hanging.close());
+  await assert.rejects(hanging.connect(), { code: "CONNECTION_FAILED" });
+  assert.equal(server.sockets.length, 0, "no socket was opened without a token");
+  const throwing = new SpeakerClient({ url: server.url, WebSocket, getToken: async () => {
+    throw new TypeError("Failed to fetch");
+  } });
+  t.after(() => throwing.close());
+  await assert.rejects(throwing.connect(), (error) => error.code === "CONNECTION_FAILED" && error.retryable === true);
 });
