@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from local_stack import faults
+from local_stack import faults, queues
 from local_stack.apigateway_events import ApiContext
 from local_stack.embedded_aws import DEMO_SPEAKER_EMAIL, EmbeddedAws
 from local_stack.environment import (
@@ -106,6 +106,9 @@ class LocalStack:
         self._runner: web.AppRunner | None = None
         self._schedules: ScheduleRunner | None = None
         self._aws_started = False
+        # A queue or SQS event the local stack cannot serve fails here, before anything starts.
+        self.queue_setup = queues.discover(self.template)
+        self._sqs_sources: queues.SqsEventSources | None = None
 
     def _api(self) -> WebSocketApi:
         api = self.template.api or WebSocketApi(
@@ -172,6 +175,7 @@ class LocalStack:
             "userPoolClientId": endpoints.user_pool_client_id,
             "tables": self._table_names(),
             "speakerEmail": DEMO_SPEAKER_EMAIL,
+            "queues": {lid: self.template.resolver.ref(lid) for lid in self.queue_setup.queues},
         }
         app = web.Application(middlewares=[faults.management_middleware()])
         ManagementApi(self.gateway, self.options.invoke_connection).add_routes(app, stage)
@@ -195,6 +199,14 @@ class LocalStack:
                 self.options.schedule_seconds,
             )
             self._schedules.start()
+            if self.queue_setup.sources:
+                self._sqs_sources = queues.SqsEventSources(
+                    self.functions,
+                    self.queue_setup.sources,
+                    ready["queues"],
+                    lambda: self.aws.client("sqs"),
+                )
+                self._sqs_sources.start()
         if self._aws_started:
             ready["speakerToken"] = self.aws.speaker_token()
         return ready
@@ -223,9 +235,11 @@ class LocalStack:
             self.aws.start()
             self._aws_started = True
             self.aws.provision(self.template)
+            queues.create_queues(self.aws.client("sqs"), self.queue_setup, self.template.resolver)
             moto, pool_id, client_id = self.aws.endpoint, self.aws.user_pool_id, self.aws.user_pool_client_id
         else:
             moto, pool_id, client_id = running["motoEndpoint"], running["userPoolId"], running["userPoolClientId"]
+            queues.record_existing_queues(self.queue_setup, self.template.resolver, moto)
             # What provisioning would have recorded: the pool's ids for the template's Refs.
             definition = self.template.user_pool
             for logical_id, physical_id in (
@@ -260,6 +274,9 @@ class LocalStack:
         schedules, self._schedules = self._schedules, None
         if schedules is not None:
             await schedules.stop()
+        sqs_sources, self._sqs_sources = self._sqs_sources, None
+        if sqs_sources is not None:
+            await sqs_sources.stop()
         if self.gateway is not None:
             await self.gateway.close_all()
         runner, self._runner = self._runner, None

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
 
+from local_stack import queues
 from local_stack.errors import TemplateError
 from local_stack.intrinsics import ACCOUNT_ID, REGION, Resolver
 
@@ -148,6 +149,8 @@ def load_template(path: Path, parameter_overrides: Mapping[str, str], api_id: st
             return f"{function_arn(function_names[logical_id])}:{qualifier}"
         if resource_type == DYNAMODB_TABLE and attribute_name == "Arn":
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{resolver.ref(logical_id)}"
+        if resource_type == queues.SQS_QUEUE:
+            return queues.queue_attribute(resolver, logical_id, resources[logical_id], attribute_name)
         return f"arn:aws:local:{REGION}:{ACCOUNT_ID}:{logical_id}/{attribute_name}"
 
     overrides = {name: value for name, value in parameter_overrides.items() if name in parameter_names}
