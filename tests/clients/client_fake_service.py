@@ -244,7 +244,7 @@ def error(code: str, status: int, message: str = "The server says no.", **fields
 
 def quick_options(
     heartbeat: float = 0.2,
-    ack_timeout: float = 1.0,
+    ack_timeout: float = 5.0,
     give_up_after: float = 30.0,
     reorder_window: float = 0.3,
     **connect_options: Any,

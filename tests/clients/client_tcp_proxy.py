@@ -36,11 +36,13 @@ class CuttableNetwork:
 
     async def down(self) -> None:
         """Refuse new connections and cut the open ones."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        # Cut before waiting: since Python 3.12 wait_closed() also waits for open connections.
         self.cut()
+        if server is not None:
+            await server.wait_closed()
 
     def cut(self) -> None:
         """Drop every open connection without a closing handshake on either side."""
