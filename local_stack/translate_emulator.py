@@ -26,6 +26,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 from local_stack.intrinsics import ACCOUNT_ID, REGION
 
 TARGET_PREFIX = "AWSShineFrontendService_20170701."
+# What Translate was asked so far, for `make bench` (characters are what AWS bills).
+USAGE_PATH = "/_local/translate-usage"
 TERMINOLOGIES_VARIABLE = "LOCAL_TRANSLATE_TERMINOLOGIES"
 MAX_TEXT_BYTES = 10_000
 AUTO_DETECTED_SOURCE = "en"  # "auto" has no Comprehend behind it locally
@@ -105,8 +108,15 @@ class TranslateEmulator:
         self._used_terminologies: dict[str, float] = {}
         self._lock = threading.Lock()
         self.characters_translated = 0
+        self.requests: Counter[str] = Counter()
+
+    def usage(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": dict(self.requests), "charactersTranslated": self.characters_translated}
 
     def handle(self, operation: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.requests[operation] += 1
         handler = self._operations().get(operation)
         if handler is None:
             raise TranslateError(
@@ -246,6 +256,8 @@ class TranslateMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if environ.get("PATH_INFO") == USAGE_PATH and environ.get("REQUEST_METHOD") == "GET":
+            return self._answer(start_response, 200, self.emulator.usage(), "application/json")
         if not target.startswith(TARGET_PREFIX):
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -261,10 +273,14 @@ class TranslateMiddleware:
         except TranslateError as error:
             status = error.status
             answer = {"__type": error.code, "message": str(error), **error.fields}
+        return self._answer(start_response, status, answer, _CONTENT_TYPE)
+
+    @staticmethod
+    def _answer(start_response: Callable[..., Any], status: int, answer: Any, content_type: str) -> list[bytes]:
         payload = json.dumps(answer).encode()
         start_response(
             f"{status} {_REASONS.get(status, 'Error')}",
-            [("Content-Type", _CONTENT_TYPE), ("Content-Length", str(len(payload)))],
+            [("Content-Type", content_type), ("Content-Length", str(len(payload)))],
         )
         return [payload]
 

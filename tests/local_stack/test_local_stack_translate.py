@@ -5,6 +5,8 @@ botocore raises as AWS's."""
 from __future__ import annotations
 
 import ast
+import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +156,18 @@ def test_configured_terminologies_restrict_the_names():
     assert raised.value.code == "ResourceNotFoundException"  # type: ignore[attr-defined]
     listed = emulator.list_terminologies({})["TerminologyPropertiesList"]
     assert [item["Name"] for item in listed] == ["book-names", "church-terms"]
+
+
+def test_usage_counts_requests_and_characters_translated(aws, translate):
+    def usage():
+        with urllib.request.urlopen(f"{aws.endpoint}/_local/translate-usage", timeout=10) as response:
+            return json.loads(response.read())
+
+    before = usage()
+    translate.translate_text(Text="abc", SourceLanguageCode="en", TargetLanguageCode="es")
+    translate.translate_text(Text="défg", SourceLanguageCode="en", TargetLanguageCode="fr")
+    with pytest.raises(ClientError):
+        translate.translate_text(Text="never billed", SourceLanguageCode="en", TargetLanguageCode="xx")
+    after = usage()
+    assert after["charactersTranslated"] - before["charactersTranslated"] == 7
+    assert after["requests"]["TranslateText"] - before["requests"].get("TranslateText", 0) == 3
