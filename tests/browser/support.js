@@ -31,9 +31,20 @@ export function browserSkipReason() {
   return reason;
 }
 
+// Generous waits: on a shared 2-core machine a cold function can take many seconds; a wait that
+// expires still fails the test, it only does not fail it for being slow.
+const WAIT_MS = 60_000;
+
 export async function launchChromium() {
   const { chromium } = await import("playwright-core");
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    context.setDefaultTimeout(WAIT_MS);
+    return context;
+  };
+  return browser;
 }
 
 const AXE_SOURCE = () => readFileSync(path.join(REPO_ROOT, "node_modules/axe-core/axe.min.js"), "utf8");
