@@ -6,7 +6,8 @@ Where this differs from Lambda (docs/local-stack.md, "Execution environments und
 one machine, environments share its cores, so they are started ahead of demand (a warm pool,
 grown when the last idle one is taken) a few at a time through one gate, and the 10-second init
 limit counts only the time an init could run: time spent waiting for a core, or for the gate,
-while other environments start, is not charged to it."""
+while other environments start, is not charged to it. A function's Timeout is charged the same
+way (runnable but waiting for a core does not count), up to six times the Timeout in all."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase, which does not
 # However busy the machine, an init that has not finished after this long is stuck, not slow.
 INIT_WALL_LIMIT_SECONDS = 120.0
 INIT_POLL_SECONDS = 0.25
+# An invocation's Timeout is charged the same way, up to this many times the Timeout in all.
+INVOKE_WALL_FACTOR = 6
 SHUTDOWN_GRACE_SECONDS = 2.0
 WARM_ENVIRONMENTS_VARIABLE = "LOCAL_STACK_WARM_ENVIRONMENTS"
 DEFAULT_WARM_ENVIRONMENTS = 1
@@ -222,29 +225,42 @@ class Worker:
         raise FunctionError(self.function.logical_id, response)
 
     def _receive_init(self) -> dict[str, Any]:
+        elapsed, starved = self._wait_charged(INIT_TIMEOUT_SECONDS, INIT_WALL_LIMIT_SECONDS, what="init")
+        if elapsed is not None:
+            raise WorkerCrashError(
+                f"{self.function.logical_id}: init did not finish in {INIT_TIMEOUT_SECONDS} s"
+                f" ({elapsed:.1f} s in all, {starved:.1f} s of it waiting for a core)"
+            )
+        return self._read(what="init")
+
+    def _receive(self, timeout: float, *, what: str) -> dict[str, Any]:
+        """An invocation's answer within its Timeout, charged like the init (module docstring)."""
+        elapsed, _ = self._wait_charged(timeout, max(timeout * INVOKE_WALL_FACTOR, timeout + 30), what=what)
+        if elapsed is not None:
+            raise FunctionTimeoutError(self.function.logical_id, timeout)
+        return self._read(what=what)
+
+    def _wait_charged(self, limit: float, wall_limit: float, *, what: str) -> tuple[float | None, float]:
+        """Waits for the worker's next answer; (None, _) once it is there. Otherwise, when the time
+        the worker could run reaches `limit` (or all the time reaches `wall_limit`), kills it and
+        returns (elapsed, starved) seconds."""
         started = time.monotonic()
         waited_before = _runqueue_wait_seconds(self.pid)
         try:
-            while not self._responses.poll(INIT_POLL_SECONDS):
+            while not self._responses.poll(min(INIT_POLL_SECONDS, limit)):
                 elapsed = time.monotonic() - started
                 waited_now = _runqueue_wait_seconds(self.pid)
                 starved = 0.0 if waited_before is None or waited_now is None else waited_now - waited_before
-                if elapsed - starved >= INIT_TIMEOUT_SECONDS or elapsed >= INIT_WALL_LIMIT_SECONDS:
+                if elapsed - starved >= limit or elapsed >= wall_limit:
                     self.kill()
-                    raise WorkerCrashError(
-                        f"{self.function.logical_id}: init did not finish in {INIT_TIMEOUT_SECONDS} s"
-                        f" ({elapsed:.1f} s in all, {starved:.1f} s of it waiting for a core)"
-                    )
-            return json.loads(self._responses.recv_bytes())
+                    return elapsed, starved
         except (EOFError, OSError) as error:
             self.kill()
-            raise WorkerCrashError(f"{self.function.logical_id}: worker exited during init") from error
+            raise WorkerCrashError(f"{self.function.logical_id}: worker exited during {what}") from error
+        return None, 0.0
 
-    def _receive(self, timeout: float, *, what: str) -> dict[str, Any]:
+    def _read(self, *, what: str) -> dict[str, Any]:
         try:
-            if not self._responses.poll(timeout):
-                self.kill()
-                raise FunctionTimeoutError(self.function.logical_id, timeout)
             return json.loads(self._responses.recv_bytes())
         except (EOFError, OSError) as error:
             self.kill()

@@ -3,6 +3,7 @@ the time it could run: real worker processes, real scheduling."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -30,11 +31,19 @@ if os.environ.get("INIT_CPU_SECONDS"):
         spent = time.process_time()
 
 def handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("cpu"):
+        until = time.process_time() + event["cpu"]
+        while time.process_time() < until:
+            pass
     return {"pid": os.getpid(), "initStarted": INIT_STARTED}
 """
 
 
-def pool_of(tmp_path: Path, *, warm: int = 0, max_workers: int = 10, **environment: str) -> FunctionPool:
+def pool_of(
+    tmp_path: Path, *, warm: int = 0, max_workers: int = 10, timeout: float = 30.0, **environment: str
+) -> FunctionPool:
     code = tmp_path / "code"
     code.mkdir(parents=True, exist_ok=True)
     (code / "app.py").write_text(HANDLER_SOURCE, encoding="utf-8")
@@ -43,7 +52,7 @@ def pool_of(tmp_path: Path, *, warm: int = 0, max_workers: int = 10, **environme
         handler="app.handler",
         code_dir=code,
         layer_dirs=(),
-        timeout_seconds=30.0,
+        timeout_seconds=timeout,
         memory_mb=128,
         environment_template={},
     )
@@ -132,30 +141,60 @@ def test_an_init_that_is_slow_on_its_own_is_stopped_at_the_limit(tmp_path, pools
     assert pool.worker_pids() == []
 
 
-@pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="the kernel keeps no schedstat")
-def test_an_init_starved_of_cpu_by_a_busy_machine_is_not_failed(tmp_path, pools, monkeypatch):
-    """An init needing 0.8 s of CPU shares one core with three busy processes: it takes well over
-    its 1.5 s limit in wall time, but the time it waited for the core is not charged to it."""
-    monkeypatch.setattr(functions, "INIT_TIMEOUT_SECONDS", 1.5)
+@contextlib.contextmanager
+def sharing_one_core_with_three_busy_processes() -> Iterator[None]:
+    """This process (and the workers it starts) pinned to one core with three busy loops."""
     core = min(os.sched_getaffinity(0))
     hog = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
     hogs = [subprocess.Popen([sys.executable, "-c", hog, str(core)]) for _ in range(3)]
     original_affinity = os.sched_getaffinity(0)
     try:
-        os.sched_setaffinity(0, {core})  # the worker inherits it: it competes with the hogs
-        try:
-            pool = pool_of(tmp_path, INIT_CPU_SECONDS="0.8")
-            pools.append(pool)
-            started = time.monotonic()
-            result = pool.invoke({})
-        finally:
-            os.sched_setaffinity(0, original_affinity)
-        assert result["pid"] in pool.worker_pids()
-        assert time.monotonic() - started > 1.5  # it was starved: the wall clock alone would have failed it
+        os.sched_setaffinity(0, {core})
+        yield
     finally:
+        os.sched_setaffinity(0, original_affinity)
         for process in hogs:
             process.kill()
             process.wait()
+
+
+needs_schedstat = pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="no schedstat")
+
+
+@needs_schedstat
+def test_an_init_starved_of_cpu_by_a_busy_machine_is_not_failed(tmp_path, pools, monkeypatch):
+    """An init needing 0.8 s of CPU shares one core with three busy processes: it takes well over
+    its 1.5 s limit in wall time, but the time it waited for the core is not charged to it."""
+    monkeypatch.setattr(functions, "INIT_TIMEOUT_SECONDS", 1.5)
+    with sharing_one_core_with_three_busy_processes():
+        pool = pool_of(tmp_path, INIT_CPU_SECONDS="0.8")
+        pools.append(pool)
+        started = time.monotonic()
+        result = pool.invoke({})
+        starved_for = time.monotonic() - started
+    assert result["pid"] in pool.worker_pids()
+    assert starved_for > 1.5  # it was starved: the wall clock alone would have failed it
+
+
+@needs_schedstat
+def test_an_invocation_starved_of_cpu_is_not_timed_out(tmp_path, pools):
+    pool = pool_of(tmp_path, timeout=1.5)
+    pools.append(pool)
+    pool.invoke({})  # warm, before the machine gets busy
+    with sharing_one_core_with_three_busy_processes():
+        started = time.monotonic()
+        result = pool.invoke({"cpu": 0.8})
+        starved_for = time.monotonic() - started
+    assert result["pid"] in pool.worker_pids()
+    assert starved_for > 1.5  # the premise: its Timeout would have passed on the wall clock
+
+
+def test_an_invocation_past_its_timeout_is_stopped(tmp_path, pools):
+    pool = pool_of(tmp_path, timeout=1.0)
+    pools.append(pool)
+    with pytest.raises(functions.FunctionTimeoutError, match=r"Task timed out after 1\.00 seconds"):
+        pool.invoke({"sleep": 30})
+    assert pool.invoke({})["pid"] in pool.worker_pids()  # its environment was replaced
 
 
 def test_an_init_failure_reaches_the_request_that_asked(tmp_path, pools):
