@@ -19,14 +19,18 @@ from session_manager.protocol import (
     QualityTier,
     RefreshConnectionRequest,
     Role,
+    parse_send_caption,
 )
 from session_manager.services import Services
 from tests.domain.fakes import (
+    FakeCaptionQueue,
+    FakeCaptionStore,
     FakeClock,
     FakeConnectionStore,
     FakeNotifier,
     FakeRateLimitStore,
     FakeSessionStore,
+    FakeTranslator,
     Tables,
 )
 
@@ -50,6 +54,9 @@ class Domain:
     notifier: FakeNotifier
     clock: FakeClock
     rate_limits: FakeRateLimitStore
+    captions: FakeCaptionStore
+    translator: FakeTranslator
+    queue: FakeCaptionQueue
 
     def carry_out(self, decision: Decision) -> Decision:
         self.services.delivery.carry_out(decision.notices)
@@ -96,6 +103,10 @@ class Domain:
         self.services.delivery.carry_out(sweep.notices)
         return sweep.report
 
+    def caption(self, speaker: Caller, text: str, **fields: Any) -> Decision:
+        request = parse_send_caption({"text": text, **fields})
+        return self.carry_out(self.services.captions.send_caption(speaker, request))
+
     def session(self, session_id: str):
         return self.tables.sessions.get(session_id)
 
@@ -106,18 +117,22 @@ def domain_settings(**overrides: Any) -> Settings:
 
 def build_domain(**overrides: Any) -> Domain:
     tables, notifier, clock, rate_limits = Tables(), FakeNotifier(), FakeClock(), FakeRateLimitStore()
+    captions, translator, queue = FakeCaptionStore(), FakeTranslator(), FakeCaptionQueue()
     services = Services.over(
         domain_settings(**overrides),
         sessions=FakeSessionStore(tables),
         connections=FakeConnectionStore(tables),
         rate_limits=rate_limits,
+        captions=captions,
+        translator=translator,
+        caption_queue=queue,
         notifier=notifier,
         clock=clock,
         languages=SnapshotLanguages(),
         ids=SessionIdGenerator.from_wordlists(),
         rate_limit_key=b"domain-tests",
     )
-    return Domain(services, tables, notifier, clock, rate_limits)
+    return Domain(services, tables, notifier, clock, rate_limits, captions, translator, queue)
 
 
 @pytest.fixture

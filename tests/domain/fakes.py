@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from session_manager.models import Connection, Session
+from session_manager.models import CaptionLine, Connection, Session
 from session_manager.outcomes import Message, Outcome, Refusal, WindowFullError, WriteResult, Written
 from session_manager.protocol import EndReason, Role
 
@@ -138,14 +138,21 @@ class FakeSessionStore:
             )
 
             def apply() -> None:
+                counts = dict(session.language_counts)
+                counts[target_language] = counts.get(target_language, 0) + 1
                 self.t.sessions[session_id] = replace(
-                    session, listener_count=session.listener_count + 1, last_listener_change_at=now_ms
+                    session,
+                    listener_count=session.listener_count + 1,
+                    last_listener_change_at=now_ms,
+                    language_counts=counts,
                 )
                 self._claim(connection_id, session_id, Role.LISTENER, target_language)
 
             return self._refuse_or_apply(session_id, ok, connection_id, apply)
 
-    def remove_listener(self, connection_id: str, session_id: str, now_ms: int, *, delete_connection: bool) -> Outcome:
+    def remove_listener(
+        self, connection_id: str, session_id: str, target_language: str, now_ms: int, *, delete_connection: bool
+    ) -> Outcome:
         with self.t.lock:
             connection = self.t.connections.get(connection_id)
             if connection is None or connection.session_id != session_id or connection.role is not Role.LISTENER:
@@ -158,12 +165,20 @@ class FakeSessionStore:
                 )
             session = self.t.sessions.get(session_id)
             if session is not None and session.listener_count > 0:
+                counts = dict(session.language_counts)
+                counts[target_language] = counts.get(target_language, 0) - 1
                 self.t.sessions[session_id] = replace(
-                    session, listener_count=session.listener_count - 1, last_listener_change_at=now_ms
+                    session,
+                    listener_count=session.listener_count - 1,
+                    last_listener_change_at=now_ms,
+                    language_counts=counts,
+                    language_left_at={**session.language_left_at, target_language: now_ms},
                 )
             return Outcome.DONE
 
-    def repair_listener_count(self, session_id: str, observed: int, actual: int, settled_before_ms: int) -> bool:
+    def repair_listener_count(
+        self, session_id: str, observed: int, actual: Mapping[str, int], settled_before_ms: int
+    ) -> bool:
         with self.t.lock:
             session = self.t.sessions.get(session_id)
             if (
@@ -173,8 +188,23 @@ class FakeSessionStore:
                 or session.last_listener_change_at >= settled_before_ms
             ):
                 return False
-            self.t.sessions[session_id] = replace(session, listener_count=actual)
+            counts = {**session.language_counts, **actual}
+            self.t.sessions[session_id] = replace(session, listener_count=sum(actual.values()), language_counts=counts)
             return True
+
+    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
+        with self.t.lock:
+            session = self.t.sessions.get(session_id)
+            if (
+                session is None
+                or not session.is_active
+                or session.expires_at <= now_ms // 1000
+                or session.speaker_connection_id != speaker_connection_id
+            ):
+                return Refusal(session_failed=True, session=session)
+            numbered = replace(session, caption_seq=session.caption_seq + 1)
+            self.t.sessions[session_id] = numbered
+            return Written(numbered)
 
     def _claim(self, connection_id: str, session_id: str, role: Role, language: str | None) -> None:
         connection = self.t.connections[connection_id]
@@ -242,9 +272,54 @@ class FakeConnectionStore:
             ]
         return iter(found)
 
+    def listeners_in(self, session_id: str, language: str) -> Iterator[str]:
+        return iter([connection_id for connection_id, lang in self.listeners_of(session_id) if lang == language])
+
     def scan(self) -> Iterator[Connection]:
         with self.t.lock:
             return iter(list(self.t.connections.values()))
+
+
+class FakeCaptionStore:
+    def __init__(self) -> None:
+        self.lines: dict[tuple[str, str], dict[int, CaptionLine]] = {}
+        self.expiry: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def record(self, lines: Iterable[CaptionLine], expires_at: int) -> None:
+        with self._lock:
+            for line in lines:
+                self.lines.setdefault((line.session_id, line.language), {})[line.seq] = line
+                self.expiry[(line.session_id, line.language, line.seq)] = expires_at
+
+    def since(self, session_id: str, language: str, after_seq: int, not_before_ms: int) -> list[CaptionLine]:
+        with self._lock:
+            kept = self.lines.get((session_id, language), {})
+            return [kept[seq] for seq in sorted(kept) if seq > after_seq and kept[seq].timestamp >= not_before_ms]
+
+
+class FakeTranslator:
+    """Marks the text with its target language; languages in ``failing`` fail."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def translate(self, text: str, source_language: str, target_languages: Iterable[str]) -> Mapping[str, str | None]:
+        targets = tuple(target_languages)
+        self.calls.append((text, source_language, targets))
+        return {target: None if target in self.failing else f"[{target}] {text}" for target in targets}
+
+
+class FakeCaptionQueue:
+    def __init__(self) -> None:
+        self.pages: list[tuple[tuple[str, ...], Message]] = []
+
+    def enqueue(self, connection_ids: Iterable[str], message: Message) -> int:
+        ids = tuple(connection_ids)
+        for start in range(0, len(ids), 100):
+            self.pages.append((ids[start : start + 100], message))
+        return (len(ids) + 99) // 100
 
 
 class FakeRateLimitStore:

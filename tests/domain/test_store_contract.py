@@ -165,8 +165,8 @@ def test_a_seat_is_released_once(stores):
     listener = connection(stores)
     stores.sessions.add_listener(live.session_id, listener, "es", NOW_MS, 5)
 
-    first = stores.sessions.remove_listener(listener, live.session_id, NOW_MS, delete_connection=False)
-    second = stores.sessions.remove_listener(listener, live.session_id, NOW_MS, delete_connection=False)
+    first = stores.sessions.remove_listener(listener, live.session_id, "es", NOW_MS, delete_connection=False)
+    second = stores.sessions.remove_listener(listener, live.session_id, "es", NOW_MS, delete_connection=False)
 
     assert (first, second) == (Outcome.DONE, Outcome.ALREADY_DONE)
     assert stores.sessions.get(live.session_id).listener_count == 0
@@ -177,9 +177,11 @@ def test_releasing_a_seat_never_takes_the_count_below_zero(stores):
     live = session(stores)
     listener = connection(stores)
     stores.sessions.add_listener(live.session_id, listener, "es", NOW_MS, 5)
-    stores.sessions.repair_listener_count(live.session_id, 1, 0, NOW_MS + 1)
+    stores.sessions.repair_listener_count(live.session_id, 1, {"es": 0}, NOW_MS + 1)
 
-    assert stores.sessions.remove_listener(listener, live.session_id, NOW_MS, delete_connection=True) is Outcome.DONE
+    assert (
+        stores.sessions.remove_listener(listener, live.session_id, "es", NOW_MS, delete_connection=True) is Outcome.DONE
+    )
 
     assert stores.sessions.get(live.session_id).listener_count == 0
     assert stores.connections.get(listener) is None

@@ -23,7 +23,13 @@ def _functions_of_the_template() -> list[str]:
 
 # Read from the template, so a function added later must get its alarms and dashboard lines too.
 FUNCTIONS = _functions_of_the_template()
-RATE_LIMITING = ["ConnectFunction", "CreateSessionFunction", "JoinSessionFunction", "RefreshConnectionFunction"]
+RATE_LIMITING = [
+    "ConnectFunction",
+    "CreateSessionFunction",
+    "JoinSessionFunction",
+    "RefreshConnectionFunction",
+    "SendCaptionFunction",
+]
 SNAPSTART = [
     "AuthorizerFunction",
     "ConnectFunction",

@@ -58,16 +58,23 @@ def test_every_parameter_reaches_the_functions_under_the_variable_the_settings_r
 
 def test_tables_are_on_demand_with_ttl_and_the_listener_index(template):
     tables = resources_of(template, "AWS::DynamoDB::Table")
-    assert set(tables) == {"SessionsTable", "ConnectionsTable", "RateLimitsTable"}
+    assert set(tables) == {"SessionsTable", "ConnectionsTable", "RateLimitsTable", "CaptionsTable"}
     ttl = {name: t["Properties"]["TimeToLiveSpecification"] for name, t in tables.items()}
     assert ttl == {
         "SessionsTable": {"AttributeName": "expiresAt", "Enabled": True},
         "ConnectionsTable": {"AttributeName": "ttl", "Enabled": True},
         "RateLimitsTable": {"AttributeName": "expiresAt", "Enabled": True},
+        "CaptionsTable": {"AttributeName": "ttl", "Enabled": True},
     }
     assert all(t["Properties"]["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
     keys = {name: t["Properties"]["KeySchema"][0]["AttributeName"] for name, t in tables.items()}
-    assert keys == {"SessionsTable": "sessionId", "ConnectionsTable": "connectionId", "RateLimitsTable": "identifier"}
+    assert keys == {
+        "SessionsTable": "sessionId",
+        "ConnectionsTable": "connectionId",
+        "RateLimitsTable": "identifier",
+        "CaptionsTable": "stream",
+    }
+    assert tables["CaptionsTable"]["Properties"]["KeySchema"][1] == {"AttributeName": "seq", "KeyType": "RANGE"}
     (index,) = tables["ConnectionsTable"]["Properties"]["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "sessionId-targetLanguage-index"
     assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
@@ -92,6 +99,7 @@ def test_websocket_api_routes_every_protocol_action(template):
         "getSessionStatus",
         "endSession",
         "leaveSession",
+        "sendCaption",
     }
 
 
@@ -177,8 +185,15 @@ def _policy_tables(function) -> set[str]:
 @pytest.mark.parametrize(
     "function",
     # Every function whose route goes through RateLimiter (connect attempts, session creation,
-    # joins and listener refreshes). Without the policy the limiter would fail open everywhere.
-    ["ConnectFunction", "CreateSessionFunction", "JoinSessionFunction", "RefreshConnectionFunction"],
+    # joins, listener refreshes and captions per second). Without the policy the limiter would
+    # fail open everywhere.
+    [
+        "ConnectFunction",
+        "CreateSessionFunction",
+        "JoinSessionFunction",
+        "RefreshConnectionFunction",
+        "SendCaptionFunction",
+    ],
 )
 def test_functions_that_rate_limit_may_write_the_rate_limits_table(template, function):
     assert "RateLimitsTable" in _policy_tables(template["Resources"][function])

@@ -142,8 +142,16 @@ def build(dynamodb_client, management_api, **overrides: Any) -> World:
         management_client=management_api,
         languages=SnapshotLanguages(),
         clock=clock,
+        translator=MarkingTranslator(),
     )
     return World(services, clock)
+
+
+class MarkingTranslator:
+    """Amazon Translate is not on moto: the text marked with its target language."""
+
+    def translate(self, text, source_language, target_languages):
+        return {target: f"[{target}] {text}" for target in target_languages}
 
 
 @dataclass

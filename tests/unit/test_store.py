@@ -272,9 +272,11 @@ def test_releasing_a_seat_twice_decrements_once(services, dynamodb_client):
     join(services, session_id)
     now_ms = int(time.time() * 1000)
 
-    first = services.stores.sessions.remove_listener(listener.connection_id, session_id, now_ms, delete_connection=True)
+    first = services.stores.sessions.remove_listener(
+        listener.connection_id, session_id, "es", now_ms, delete_connection=True
+    )
     second = services.stores.sessions.remove_listener(
-        listener.connection_id, session_id, now_ms, delete_connection=True
+        listener.connection_id, session_id, "es", now_ms, delete_connection=True
     )
 
     assert (first, second) == (Outcome.DONE, Outcome.ALREADY_DONE)
@@ -290,7 +292,7 @@ def test_releasing_a_seat_from_two_threads_decrements_once(services, dynamodb_cl
 
     outcomes = run_in_threads(
         lambda _: services.stores.sessions.remove_listener(
-            listener.connection_id, session_id, now_ms, delete_connection=True
+            listener.connection_id, session_id, "es", now_ms, delete_connection=True
         ),
         [1, 2],
     )
@@ -307,7 +309,7 @@ def test_releasing_a_seat_never_takes_the_count_below_zero(services, dynamodb_cl
 
     # WHEN its seat is released
     outcome = services.stores.sessions.remove_listener(
-        listener.connection_id, session_id, int(time.time() * 1000), delete_connection=True
+        listener.connection_id, session_id, "es", int(time.time() * 1000), delete_connection=True
     )
 
     # THEN the count stays 0 and the connection item is still removed

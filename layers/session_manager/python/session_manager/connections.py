@@ -118,7 +118,11 @@ class ConnectionService:
     def _release_role(self, connection: Connection) -> Disconnected:
         if connection.role is Role.LISTENER:
             outcome = self.sessions.remove_listener(
-                connection.connection_id, connection.session_id, now_ms(self.clock), delete_connection=True
+                connection.connection_id,
+                connection.session_id,
+                connection.target_language or "",
+                now_ms(self.clock),
+                delete_connection=True,
             )
             if outcome is Outcome.ALREADY_DONE:
                 logger.info(

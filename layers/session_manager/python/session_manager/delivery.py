@@ -5,7 +5,7 @@ caller's replies) and by the scheduled sweep."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
@@ -20,10 +20,18 @@ logger = Logger(child=True)
 
 
 class NoticeDelivery:
-    def __init__(self, notifier: Notifier, connections: ConnectionStore, *, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        connections: ConnectionStore,
+        *,
+        concurrency: int = 16,
+        clean_up: Callable[[str], object] | None = None,
+    ) -> None:
         self.notifier = notifier
         self.connections = connections
         self.concurrency = concurrency
+        self.clean_up = clean_up
 
     def carry_out(self, notices: Iterable[Notice]) -> Delivery:
         """Best effort: a failure to reach one connection never stops the others, and what was
@@ -55,6 +63,10 @@ class NoticeDelivery:
                 connection_id, notice.claim_from_session
             ):
                 return "skipped"  # someone else claimed it, and tells it
-            return "delivered" if self.notifier.send(connection_id, notice.message) else "gone"
+            if self.notifier.send(connection_id, notice.message):
+                return "delivered"
+            if notice.clean_up_gone and self.clean_up is not None:
+                self.clean_up(connection_id)  # conditional all the way: a racing $disconnect is fine
+            return "gone"
         except ServiceUnavailableError:
             return "failed"

@@ -8,6 +8,7 @@ for other connections are delivered after the caller's replies.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -109,6 +110,25 @@ def scheduled(job: Callable[[Services], Any]) -> LambdaHandler:
         report, notices = job(services)
         delivery = services.delivery.carry_out(notices)
         return {**asdict(report), "notices": delivery.counts()}
+
+    return _observed(handler)
+
+
+def queue_consumer(consume: Callable[[Services, dict[str, Any]], Decision]) -> LambdaHandler:
+    """Wrap an SQS-triggered function: each record's decision is carried out; a record that
+    fails is reported in batchItemFailures, so SQS delivers it again (and only it)."""
+
+    @functools.wraps(consume)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        services = get_services()
+        failures = []
+        for record in event.get("Records", []):
+            try:
+                services.delivery.carry_out(consume(services, json.loads(record["body"])).notices)
+            except Exception:
+                logger.exception("queued fan-out failed", extra={"messageId": record.get("messageId")})
+                failures.append({"itemIdentifier": record.get("messageId")})
+        return {"batchItemFailures": failures}
 
     return _observed(handler)
 

@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 
 from session_manager import rules
 from session_manager.caller import Caller
+from session_manager.captions import CaptionService
 from session_manager.clock import now_ms
 from session_manager.config import Settings
 from session_manager.errors import (
@@ -45,6 +46,7 @@ class ListenerService:
         connections: ConnectionStore,
         limiter: RateLimiter,
         languages: LanguageCatalog,
+        captions: CaptionService,
         clock: Clock,
     ) -> None:
         self.settings = settings
@@ -52,6 +54,7 @@ class ListenerService:
         self.connections = connections
         self.limiter = limiter
         self.languages = languages
+        self.captions = captions
         self.clock = clock
 
     def parse_join(self, caller: Caller, body: dict[str, Any]) -> JoinSessionRequest:
@@ -93,7 +96,9 @@ class ListenerService:
                 sourceLanguage=session.source_language,
                 connectionId=caller.connection_id,
                 speakerAway=True if rules.speaker_is_away(session) else None,
-            )
+            ),
+            # Then the lines it missed since lastSeq, in order; live ones follow.
+            *self.captions.missed(session.session_id, request.target_language, request.last_seq),
         )
 
     def leave_session(self, caller: Caller) -> Decision:
@@ -108,7 +113,11 @@ class ListenerService:
         # the session ending): either way the connection no longer holds it, which is the truth
         # the client asked for.
         self.sessions.remove_listener(
-            caller.connection_id, connection.session_id, now_ms(self.clock), delete_connection=False
+            caller.connection_id,
+            connection.session_id,
+            connection.target_language or "",
+            now_ms(self.clock),
+            delete_connection=False,
         )
         logger.info("listener left", extra={"sessionId": connection.session_id})
         return Decision.reply(message(MessageType.SESSION_LEFT, now_ms(self.clock), sessionId=connection.session_id))
@@ -145,7 +154,8 @@ class ListenerService:
                 sessionId=request.session_id,
                 role=Role.LISTENER.value,
                 targetLanguage=request.target_language,
-            )
+            ),
+            *self.captions.missed(request.session_id, request.target_language, request.last_seq),
         )
 
     def seat_outcome(

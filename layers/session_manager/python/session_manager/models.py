@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from session_manager.protocol import EndReason, Role
+
+# Per-language seat counters are top-level attributes (`listeners_es`), because DynamoDB's ADD
+# works on top-level attributes only and needs no map to exist first.
+LANGUAGE_COUNT_PREFIX = "listeners_"
+LANGUAGE_LEFT_PREFIX = "leftAt_"
+
+
+def language_count_attribute(language: str) -> str:
+    return f"{LANGUAGE_COUNT_PREFIX}{language}"
+
+
+def language_left_attribute(language: str) -> str:
+    return f"{LANGUAGE_LEFT_PREFIX}{language}"
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,23 @@ class Session:
     end_reason: EndReason | None = None
     last_listener_change_at: int = 0  # epoch ms
     speaker_away_since: int | None = None  # epoch ms: the speaker's connection went away
+    # Seats per target language, counted with listenerCount in the same writes: the languages a
+    # caption must be translated into are one read away (no index query, no scan).
+    language_counts: dict[str, int] = field(default_factory=dict)
+    caption_seq: int = 0  # the last caption's sequence number
+    language_left_at: dict[str, int] = field(default_factory=dict)  # epoch ms of a language's last leave
+
+    @property
+    def languages_in_use(self) -> list[str]:
+        return sorted(language for language, count in self.language_counts.items() if count > 0)
+
+    def languages_to_caption(self, now_ms: int, history_seconds: int) -> list[str]:
+        """The languages in use, and those whose last listener left within the caption history:
+        a phone that dropped must find its language's lines kept when it comes back."""
+        recent = {
+            language for language, left in self.language_left_at.items() if left >= now_ms - history_seconds * 1000
+        }
+        return sorted(set(self.languages_in_use) | recent)
 
     def is_live(self, now_seconds: float) -> bool:
         """Active and not past expiresAt: TTL deletion is lazy, so an item may outlive it."""
@@ -45,6 +75,17 @@ class Session:
             end_reason=EndReason(reason) if reason else None,
             last_listener_change_at=int(item.get("lastListenerChangeAt", 0)),
             speaker_away_since=int(item["speakerAwaySince"]) if "speakerAwaySince" in item else None,
+            language_counts={
+                key.removeprefix(LANGUAGE_COUNT_PREFIX): int(value)
+                for key, value in item.items()
+                if key.startswith(LANGUAGE_COUNT_PREFIX)
+            },
+            caption_seq=int(item.get("captionSeq", 0)),
+            language_left_at={
+                key.removeprefix(LANGUAGE_LEFT_PREFIX): int(value)
+                for key, value in item.items()
+                if key.startswith(LANGUAGE_LEFT_PREFIX)
+            },
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -86,3 +127,17 @@ class Connection:
             role=Role(role) if role else None,
             target_language=item.get("targetLanguage"),
         )
+
+
+@dataclass(frozen=True)
+class CaptionLine:
+    """One caption as a listener of one language receives it (and as the history keeps it)."""
+
+    session_id: str
+    seq: int
+    line_id: str
+    language: str
+    text: str
+    final: bool
+    timestamp: int  # epoch ms
+    untranslated: bool = False

@@ -67,6 +67,8 @@ class Notice:
     connection_ids: tuple[str, ...]
     message: Message
     claim_from_session: str | None = None
+    # A connection that answers 410 Gone is cleaned up the way its $disconnect would have.
+    clean_up_gone: bool = False
 
 
 @dataclass(frozen=True)

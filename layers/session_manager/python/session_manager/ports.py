@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
-from session_manager.models import Connection, Session
+from session_manager.models import CaptionLine, Connection, Session
 from session_manager.outcomes import Message, Outcome, WriteResult
 from session_manager.protocol import EndReason
 
@@ -70,11 +70,21 @@ class SessionStore(Protocol):
         """Seat the connection (free) in the live session with fewer than ``capacity`` seats
         taken, counting the seat, or neither."""
 
-    def remove_listener(self, connection_id: str, session_id: str, now_ms: int, *, delete_connection: bool) -> Outcome:
-        """Release the connection's seat in the session exactly once, the count never below
+    def remove_listener(
+        self, connection_id: str, session_id: str, target_language: str, now_ms: int, *, delete_connection: bool
+    ) -> Outcome:
+        """Release the connection's seat in the session exactly once, the counts never below
         zero: DONE, or ALREADY_DONE when it no longer held that seat."""
 
-    def repair_listener_count(self, session_id: str, observed: int, actual: int, settled_before_ms: int) -> bool: ...
+    def repair_listener_count(
+        self, session_id: str, observed: int, actual: Mapping[str, int], settled_before_ms: int
+    ) -> bool:
+        """Set the seat counts (total and per language) to what the connection items say, only
+        if the total is still ``observed`` and nobody joined or left since ``settled_before_ms``."""
+
+    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
+        """Number the next caption of the live session whose speaker that connection is; the
+        session as written (its languages in use), or a refusal with it as it was."""
 
 
 class ConnectionStore(Protocol):
@@ -100,6 +110,9 @@ class ConnectionStore(Protocol):
     def listeners_of(self, session_id: str) -> Iterator[tuple[str, str]]:
         """(connectionId, targetLanguage) of every listener of the session."""
 
+    def listeners_in(self, session_id: str, language: str) -> Iterator[str]:
+        """The connection ids of the session's listeners of one language."""
+
     def scan(self) -> Iterator[Connection]: ...
 
 
@@ -123,7 +136,25 @@ class Notifier(Protocol):
         """DeleteConnection; False when it was already gone."""
 
 
-class Translator(Protocol):
-    """Amazon Translate (the live-captions issue)."""
+class CaptionStore(Protocol):
+    """The last CAPTION_HISTORY_SECONDS of captions per session and language (TTL'd)."""
 
-    def translate(self, text: str, source_language: str, target_languages: Iterable[str]) -> Mapping[str, str]: ...
+    def record(self, lines: Iterable[CaptionLine], expires_at: int) -> None: ...
+
+    def since(self, session_id: str, language: str, after_seq: int, not_before_ms: int) -> list[CaptionLine]:
+        """The kept lines of that language after ``after_seq``, in order, none older than
+        ``not_before_ms`` (TTL deletion is lazy)."""
+
+
+class Translator(Protocol):
+    """Amazon Translate."""
+
+    def translate(self, text: str, source_language: str, target_languages: Iterable[str]) -> Mapping[str, str | None]:
+        """Each target language's translation, or None where that language failed."""
+
+
+class CaptionQueue(Protocol):
+    """Hands pages of a big fan-out to the fan-out function (SQS)."""
+
+    def enqueue(self, connection_ids: Iterable[str], message: Message) -> int:
+        """How many pages were queued."""

@@ -31,6 +31,7 @@ class Action(str, Enum):
     GET_SESSION_STATUS = "getSessionStatus"
     END_SESSION = "endSession"
     LEAVE_SESSION = "leaveSession"
+    SEND_CAPTION = "sendCaption"
 
 
 class MessageType(str, Enum):
@@ -45,6 +46,8 @@ class MessageType(str, Enum):
     SESSION_LEFT = "sessionLeft"
     SPEAKER_AWAY = "speakerAway"
     SPEAKER_RETURNED = "speakerReturned"
+    CAPTION_ACCEPTED = "captionAccepted"
+    CAPTION = "caption"
     ERROR = "error"
 
 
@@ -106,6 +109,7 @@ class CreateSessionRequest:
 class JoinSessionRequest:
     session_id: str
     target_language: str
+    last_seq: int | None = None  # the last caption the listener has: resume after it
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,18 @@ class RefreshConnectionRequest:
     session_id: str
     role: Role
     target_language: str | None
+    last_seq: int | None = None
+
+
+MAX_CAPTION_CHARACTERS = 2000
+MAX_LINE_ID_CHARACTERS = 64
+
+
+@dataclass(frozen=True)
+class SendCaptionRequest:
+    text: str
+    final: bool
+    line_id: str | None
 
 
 def parse_body(body: str | None) -> dict[str, Any]:
@@ -191,7 +207,44 @@ def parse_create_session(body: dict[str, Any]) -> CreateSessionRequest:
 def parse_join_session(body: dict[str, Any]) -> JoinSessionRequest:
     session_id = validate_session_id(body)
     target_language = validate_language_code(body, "targetLanguage", session_id=session_id)
-    return JoinSessionRequest(session_id, target_language)
+    return JoinSessionRequest(session_id, target_language, _last_seq(body, session_id))
+
+
+def _last_seq(body: dict[str, Any], session_id: str) -> int | None:
+    value = body.get("lastSeq")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParametersError(
+            "'lastSeq' must be a whole number of at least 0.",
+            field="lastSeq",
+            reason="not a non-negative integer",
+            session_id=session_id,
+        )
+    return value
+
+
+def parse_send_caption(body: dict[str, Any]) -> SendCaptionRequest:
+    text = _required_string(body, "text").strip()
+    if not text or len(text) > MAX_CAPTION_CHARACTERS:
+        raise InvalidParametersError(
+            f"'text' must hold 1 to {MAX_CAPTION_CHARACTERS} characters after trimming, got {len(text)}.",
+            field="text",
+            reason=f"length must be 1 to {MAX_CAPTION_CHARACTERS}",
+        )
+    final = body.get("final", True)
+    if not isinstance(final, bool):
+        raise InvalidParametersError("'final' must be true or false.", field="final", reason="not a boolean")
+    line_id = body.get("lineId")
+    if line_id is not None and (
+        not isinstance(line_id, str) or not line_id.strip() or len(line_id) > MAX_LINE_ID_CHARACTERS
+    ):
+        raise InvalidParametersError(
+            f"'lineId' must be a string of 1 to {MAX_LINE_ID_CHARACTERS} characters.",
+            field="lineId",
+            reason=f"not a string of 1 to {MAX_LINE_ID_CHARACTERS} characters",
+        )
+    return SendCaptionRequest(text, final, line_id.strip() if line_id else None)
 
 
 def parse_refresh_connection(body: dict[str, Any]) -> RefreshConnectionRequest:
@@ -209,4 +262,4 @@ def parse_refresh_connection(body: dict[str, Any]) -> RefreshConnectionRequest:
     target_language = None
     if role is Role.LISTENER:
         target_language = validate_language_code(body, "targetLanguage", session_id=session_id)
-    return RefreshConnectionRequest(session_id, role, target_language)
+    return RefreshConnectionRequest(session_id, role, target_language, _last_seq(body, session_id))

@@ -76,6 +76,12 @@ class RateLimiter:
         window = self._window("create", user_id, 3600, now_seconds)
         self._adjust(window, {COUNT: -1})
 
+    def caption(self, session_id: str, now_seconds: float) -> None:
+        """Captions per session and second (CAPTIONS_PER_SECOND): a runaway client must not
+        burn Translate."""
+        window = self._window("caption", session_id, 1, now_seconds)
+        self._consume(window, COUNT, {COUNT: self.settings.captions_per_second}, now_seconds, session_id=session_id)
+
     def join_attempt(self, source_ip: str, now_seconds: float, session_id: str | None = None) -> None:
         """Admit a join unless the IP used up its joins or its failed joins this minute."""
         window = self._window("join", source_ip, 60, now_seconds)

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from session_manager.captions import CaptionService
 from session_manager.clock import SystemClock
 from session_manager.config import Settings, get_settings
 from session_manager.connections import ConnectionService
@@ -16,15 +17,27 @@ from session_manager.errors import ConfigurationError
 from session_manager.ids import SessionIdGenerator
 from session_manager.languages import LanguageCatalog
 from session_manager.listener import ListenerService
-from session_manager.ports import Clock, ConnectionStore, Notifier, RateLimitStore, SessionStore
+from session_manager.ports import (
+    CaptionQueue,
+    CaptionStore,
+    Clock,
+    ConnectionStore,
+    Notifier,
+    RateLimitStore,
+    SessionStore,
+    Translator,
+)
 from session_manager.ratelimit import RateLimiter
 from session_manager.speaker import SpeakerService
+from session_manager.store.caption_queue import SqsCaptionQueue
+from session_manager.store.captions import DynamoDBCaptionStore
 from session_manager.store.connections import DynamoDBConnectionStore
 from session_manager.store.dynamodb import DynamoDB
 from session_manager.store.messenger import ManagementApiNotifier
 from session_manager.store.rate_limits import DynamoDBRateLimitStore
 from session_manager.store.secrets import read_secret
 from session_manager.store.sessions import DynamoDBSessionStore
+from session_manager.store.translator import AmazonTranslator
 from session_manager.sweeper import Sweeper
 
 
@@ -36,6 +49,7 @@ class Stores:
     sessions: SessionStore
     connections: ConnectionStore
     rate_limits: RateLimitStore
+    captions: CaptionStore
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,7 @@ class Services:
     clock: Clock
     speaker: SpeakerService
     listener: ListenerService
+    captions: CaptionService
     ending: SessionEnding
     connections: ConnectionService
     sweeper: Sweeper
@@ -59,6 +74,9 @@ class Services:
         sessions: SessionStore,
         connections: ConnectionStore,
         rate_limits: RateLimitStore,
+        captions: CaptionStore,
+        translator: Translator,
+        caption_queue: CaptionQueue | None,
         notifier: Notifier,
         clock: Clock,
         languages: LanguageCatalog,
@@ -69,17 +87,26 @@ class Services:
         limiter = RateLimiter(settings, rate_limits, rate_limit_key)
         ending = SessionEnding(settings, sessions, connections, clock)
         connection_service = ConnectionService(settings, connections, sessions, ending, limiter, clock)
+        caption_service = CaptionService(
+            settings, sessions, connections, captions, translator, limiter, caption_queue, clock
+        )
         return cls(
             settings=settings,
-            stores=Stores(sessions, connections, rate_limits),
+            stores=Stores(sessions, connections, rate_limits, captions),
             clock=clock,
             speaker=SpeakerService(settings, sessions, connections, limiter, languages, ids, ending, clock),
-            listener=ListenerService(settings, sessions, connections, limiter, languages, clock),
+            listener=ListenerService(settings, sessions, connections, limiter, languages, caption_service, clock),
+            captions=caption_service,
             ending=ending,
             connections=connection_service,
             sweeper=Sweeper(settings, sessions, connections, notifier, ending, connection_service, clock),
             notifier=notifier,
-            delivery=NoticeDelivery(notifier, connections, concurrency=settings.broadcast_concurrency),
+            delivery=NoticeDelivery(
+                notifier,
+                connections,
+                concurrency=settings.broadcast_concurrency,
+                clean_up=connection_service.disconnect,
+            ),
         )
 
     @classmethod
@@ -92,6 +119,7 @@ class Services:
         secrets_client=None,
         languages: LanguageCatalog | None = None,
         clock: Clock | None = None,
+        translator: Translator | None = None,
     ) -> Services:
         """The domain over DynamoDB and the @connections API."""
         dynamodb = DynamoDB(dynamodb_client)
@@ -100,6 +128,11 @@ class Services:
             sessions=DynamoDBSessionStore(settings.sessions_table, settings.connections_table, dynamodb),
             connections=DynamoDBConnectionStore(settings.connections_table, dynamodb),
             rate_limits=DynamoDBRateLimitStore(settings.rate_limits_table, dynamodb),
+            captions=DynamoDBCaptionStore(settings.captions_table, dynamodb),
+            translator=translator or AmazonTranslator(settings.translate_terminology_names.split(",")),
+            caption_queue=SqsCaptionQueue(settings.caption_fanout_queue_url)
+            if settings.caption_fanout_queue_url
+            else None,
             notifier=build_notifier(management_client),
             clock=clock or SystemClock(),
             languages=languages or LanguageCatalog(),

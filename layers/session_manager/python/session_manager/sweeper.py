@@ -88,20 +88,20 @@ class Sweeper:
 
     def _sweep_sessions(self, sweep: Sweep) -> dict[str, Session]:
         live: dict[str, Session] = {}
-        listeners = Counter()
+        listeners: dict[str, Counter[str]] = {}
         for connection in self.connections.scan():
             if connection.role is Role.LISTENER and connection.session_id:
-                listeners[connection.session_id] += 1
+                listeners.setdefault(connection.session_id, Counter())[connection.target_language or ""] += 1
         for session in self.sessions.scan():
             if not session.is_active:
                 continue
             try:
-                self._sweep_session(session, listeners[session.session_id], sweep, live)
+                self._sweep_session(session, listeners.get(session.session_id, Counter()), sweep, live)
             except ServiceUnavailableError as error:
                 sweep.report.errors.append(type(error).__name__)
         return live
 
-    def _sweep_session(self, session: Session, actual: int, sweep: Sweep, live: dict[str, Session]) -> None:
+    def _sweep_session(self, session: Session, seats: Counter[str], sweep: Sweep, live: dict[str, Session]) -> None:
         now = now_ms(self.clock)
         report = sweep.report
         if not rules.is_live(session, now / 1000):
@@ -117,11 +117,17 @@ class Sweeper:
                 sweep.notices.extend(notices)
             return
         live[session.session_id] = session
+        actual = sum(seats.values())
         report.active_sessions += 1
         report.total_listeners += actual
-        if actual != session.listener_count and session.last_listener_change_at < now - COUNT_SETTLE_MS:
+        # Every language the item counts, zero where no seat is left, and every language seated.
+        by_language = {language: seats.get(language, 0) for language in {*session.language_counts, *seats}}
+        drifted = actual != session.listener_count or any(
+            session.language_counts.get(language, 0) != count for language, count in by_language.items()
+        )
+        if drifted and session.last_listener_change_at < now - COUNT_SETTLE_MS:
             if self.sessions.repair_listener_count(
-                session.session_id, session.listener_count, actual, now - COUNT_SETTLE_MS
+                session.session_id, session.listener_count, by_language, now - COUNT_SETTLE_MS
             ):
                 logger.warning(
                     "listener count repaired",

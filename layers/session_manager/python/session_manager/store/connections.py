@@ -128,6 +128,18 @@ class DynamoDBConnectionStore:
         ):
             yield item["connectionId"], item["targetLanguage"]
 
+    def listeners_in(self, session_id: str, language: str) -> Iterator[str]:
+        for item in self.db.paginate(
+            "query",
+            self.table,
+            TableName=self.table,
+            IndexName=LISTENERS_INDEX,
+            KeyConditionExpression="sessionId = :session AND targetLanguage = :language",
+            ExpressionAttributeValues=to_attribute_values({":session": session_id, ":language": language}),
+            ProjectionExpression="connectionId",
+        ):
+            yield item["connectionId"]
+
     def scan(self) -> Iterator[Connection]:
         for item in self.db.paginate("scan", self.table, TableName=self.table):
             yield Connection.from_item(item)

@@ -8,10 +8,10 @@ domain can tell why without another read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from session_manager.models import Connection, Session
+from session_manager.models import Connection, Session, language_count_attribute, language_left_attribute
 from session_manager.outcomes import Outcome, Refusal, WriteResult, Written
 from session_manager.protocol import EndReason, Role
 from session_manager.store.dynamodb import ConditionFailedError, DynamoDB, from_item, to_attribute_values
@@ -148,6 +148,27 @@ class DynamoDBSessionStore:
             return Refusal(session_failed=True, session=_session(failure.item_at(0)))
         return Written(Session.from_item(from_item(response["Attributes"])))
 
+    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
+        """One atomic write numbers the caption, checks that the caller is the live session's
+        speaker, and returns the session (its languages in use) as written."""
+        try:
+            response = self.db.call(
+                "update_item",
+                [self.sessions_table],
+                TableName=self.sessions_table,
+                Key=to_attribute_values({"sessionId": session_id}),
+                UpdateExpression="ADD captionSeq :one",
+                ConditionExpression="isActive = :true AND expiresAt > :nowSeconds AND speakerConnectionId = :speaker",
+                ExpressionAttributeValues=to_attribute_values(
+                    {":one": 1, ":true": True, ":nowSeconds": now_ms // 1000, ":speaker": speaker_connection_id}
+                ),
+                ReturnValues="ALL_NEW",
+                **ALL_OLD,
+            )
+        except ConditionFailedError as failure:
+            return Refusal(session_failed=True, session=_session(failure.item_at(0)))
+        return Written(Session.from_item(from_item(response["Attributes"])))
+
     # ------------------------------------------------------------ listeners
 
     def add_listener(
@@ -159,7 +180,8 @@ class DynamoDBSessionStore:
                 "Update": {
                     "TableName": self.sessions_table,
                     "Key": to_attribute_values({"sessionId": session_id}),
-                    "UpdateExpression": "ADD listenerCount :one SET lastListenerChangeAt = :now",
+                    "UpdateExpression": "ADD listenerCount :one, #language :one SET lastListenerChangeAt = :now",
+                    "ExpressionAttributeNames": {"#language": language_count_attribute(target_language)},
                     # rules.is_live and rules.has_seat_for_one_more
                     "ConditionExpression": (
                         "isActive = :true AND expiresAt > :nowSeconds AND listenerCount < :capacity"
@@ -171,7 +193,9 @@ class DynamoDBSessionStore:
             connection_write=self._claim_connection(connection_id, session_id, Role.LISTENER, target_language),
         )
 
-    def remove_listener(self, connection_id: str, session_id: str, now_ms: int, *, delete_connection: bool) -> Outcome:
+    def remove_listener(
+        self, connection_id: str, session_id: str, target_language: str, now_ms: int, *, delete_connection: bool
+    ) -> Outcome:
         connection_write = self._release_connection(connection_id, session_id, delete_connection)
         try:
             self.db.call(
@@ -183,8 +207,15 @@ class DynamoDBSessionStore:
                         "Update": {
                             "TableName": self.sessions_table,
                             "Key": to_attribute_values({"sessionId": session_id}),
-                            "UpdateExpression": "ADD listenerCount :minusOne SET lastListenerChangeAt = :now",
+                            "UpdateExpression": (
+                                "ADD listenerCount :minusOne, #language :minusOne "
+                                "SET lastListenerChangeAt = :now, #left = :now"
+                            ),
                             "ConditionExpression": "listenerCount > :zero",
+                            "ExpressionAttributeNames": {
+                                "#language": language_count_attribute(target_language),
+                                "#left": language_left_attribute(target_language),
+                            },
                             "ExpressionAttributeValues": to_attribute_values(
                                 {":minusOne": -1, ":zero": 0, ":now": now_ms}
                             ),
@@ -202,20 +233,32 @@ class DynamoDBSessionStore:
                 return Outcome.ALREADY_DONE
         return Outcome.DONE
 
-    def repair_listener_count(self, session_id: str, observed: int, actual: int, settled_before_ms: int) -> bool:
+    def repair_listener_count(
+        self, session_id: str, observed: int, actual: Mapping[str, int], settled_before_ms: int
+    ) -> bool:
+        names = {f"#l{i}": language_count_attribute(language) for i, language in enumerate(actual)}
+        counts = {f":l{i}": count for i, count in enumerate(actual.values())}
+        assignments = "".join(f", #l{i} = :l{i}" for i in range(len(actual)))
         try:
             self.db.call(
                 "update_item",
                 [self.sessions_table],
                 TableName=self.sessions_table,
                 Key=to_attribute_values({"sessionId": session_id}),
-                UpdateExpression="SET listenerCount = :actual",
+                UpdateExpression=f"SET listenerCount = :actual{assignments}",
+                **({"ExpressionAttributeNames": names} if names else {}),
                 ConditionExpression=(
                     "isActive = :true AND listenerCount = :observed AND "
                     "(attribute_not_exists(lastListenerChangeAt) OR lastListenerChangeAt < :settled)"
                 ),
                 ExpressionAttributeValues=to_attribute_values(
-                    {":actual": actual, ":observed": observed, ":true": True, ":settled": settled_before_ms}
+                    {
+                        ":actual": sum(actual.values()),
+                        ":observed": observed,
+                        ":true": True,
+                        ":settled": settled_before_ms,
+                        **counts,
+                    }
                 ),
             )
         except ConditionFailedError:

@@ -1,0 +1,86 @@
+"""Live captions over real sockets, through the local stack's Translate emulator (its output is
+the text marked with its language: `[es] ...`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .client import Stack
+
+
+async def captions(client, count: int) -> list[dict]:
+    return [await client.expect("caption") for _ in range(count)]
+
+
+async def test_each_language_gets_its_lines_in_order_and_the_speaker_gets_their_numbers(stack: Stack):
+    speaker, created = await stack.speaker_with_session(source_language="en")
+    session_id = created["sessionId"]
+    english = await stack.listener_in(session_id, "en")
+    spanish = await stack.listener_in(session_id, "es")
+    french = await stack.listener_in(session_id, "fr")
+
+    accepted = [await speaker.request("sendCaption", text=text) for text in ("Grace and peace", "to you")]
+
+    assert [(a["type"], a["seq"]) for a in accepted] == [("captionAccepted", 1), ("captionAccepted", 2)]
+    assert [c["text"] for c in await captions(english, 2)] == ["Grace and peace", "to you"]
+    assert [c["text"] for c in await captions(spanish, 2)] == ["[es] Grace and peace", "[es] to you"]
+    lines = await captions(french, 2)
+    assert [(c["seq"], c["language"], c["sessionId"]) for c in lines] == [(1, "fr", session_id), (2, "fr", session_id)]
+
+
+async def test_a_line_in_progress_reaches_only_the_source_language(stack: Stack):
+    speaker, created = await stack.speaker_with_session(source_language="en")
+    session_id = created["sessionId"]
+    english = await stack.listener_in(session_id, "en")
+    spanish = await stack.listener_in(session_id, "es")
+
+    await speaker.request("sendCaption", text="In the beg", final=False, lineId="l1")
+    await speaker.request("sendCaption", text="In the beginning", lineId="l1")
+
+    assert [(c["text"], c["final"]) for c in await captions(english, 2)] == [
+        ("In the beg", False),
+        ("In the beginning", True),
+    ]
+    assert [c["text"] for c in await captions(spanish, 1)] == ["[es] In the beginning"]
+    await spanish.silent_for(1)
+
+
+async def test_a_listener_cut_off_resumes_with_every_missed_line_once(stack: Stack):
+    speaker, created = await stack.speaker_with_session(source_language="en")
+    session_id = created["sessionId"]
+    listener = await stack.listener_in(session_id, "es")
+    await speaker.request("sendCaption", text="one")
+    (first,) = await captions(listener, 1)
+    await listener.abort()  # its phone loses the network
+
+    for text in ("two", "three"):
+        await speaker.request("sendCaption", text=text)
+    await asyncio.sleep(0.5)
+    back = await stack.connect()
+    joined = await back.request("joinSession", sessionId=session_id, targetLanguage="es", lastSeq=first["seq"])
+
+    assert joined["type"] == "sessionJoined"
+    assert [(c["seq"], c["text"]) for c in await captions(back, 2)] == [(2, "[es] two"), (3, "[es] three")]
+    await speaker.request("sendCaption", text="four")
+    assert [c["seq"] for c in await captions(back, 1)] == [4]
+
+
+async def test_captions_from_a_listener_or_after_the_end_are_refused(stack: Stack):
+    speaker, created = await stack.speaker_with_session()
+    listener = await stack.listener_in(created["sessionId"], "es")
+
+    refused = await listener.request("sendCaption", text="hello")
+    assert (refused["type"], refused["code"]) == ("error", "FORBIDDEN")
+
+    await speaker.request("endSession")
+    await listener.expect("sessionEnded")
+    late = await speaker.request("sendCaption", text="too late")
+    assert (late["type"], late["code"]) == ("error", "SESSION_NOT_FOUND")
+
+
+async def test_an_empty_or_overlong_caption_names_the_field(stack: Stack):
+    speaker, _ = await stack.speaker_with_session()
+
+    for text in ("   ", "x" * 2001):
+        reply = await speaker.request("sendCaption", text=text)
+        assert (reply["code"], reply["details"]["field"]) == ("INVALID_PARAMETERS", "text")
