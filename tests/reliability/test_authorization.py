@@ -87,7 +87,6 @@ async def test_user_b_cannot_take_user_a_session_by_refresh(stack: Stack):
     assert_invariants(stack)
 
 
-@pytest.mark.xfail(reason="speaker reconnect grace (requirement 4's decision) is not in the domain yet")
 async def test_user_b_cannot_reclaim_user_a_session_while_a_is_away(stack: Stack):
     # GIVEN A's speaker connection dropped: the session waits SPEAKER_RECONNECT_GRACE_SECONDS
     # (5 on this stack) for A to come back

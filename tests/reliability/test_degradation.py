@@ -14,8 +14,9 @@ from tests.e2e.stacks import started_stack
 
 from .checks import assert_invariants, snapshot
 from .conftest import RELIABILITY_PARAMETERS
+from .figures import record
 from .knob import clear_faults, fault_state, requests_to, set_faults
-from .sessions import listener_in, speaker_with_session
+from .sessions import SETUP_REPLY_SECONDS, listener_in, speaker_with_session
 from .wire import connect_from, handshake_status, new_address
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,7 @@ def faulty_stack() -> Iterator[Stack]:
 
 
 async def _join(client: ProtocolClient, session_id: str, language: str = "es") -> dict:
-    return await client.request("joinSession", sessionId=session_id, targetLanguage=language)
+    return await client.request("joinSession", SETUP_REPLY_SECONDS, sessionId=session_id, targetLanguage=language)
 
 
 def _log(stack: Stack) -> str:
@@ -48,12 +49,15 @@ async def test_post_to_connection_throttled_mid_fan_out_still_tells_every_listen
     # WHEN the first twelve posts of the end's fan-out are throttled (429)
     await set_faults(stack, "management throttle op=PostToConnection count=12")
     try:
-        ended = await speaker.request("endSession")
+        # (retried posts back off, and this machine is shared: the wait is generous)
+        ended = await speaker.request("endSession", SETUP_REPLY_SECONDS)
         assert ended["type"] == "sessionEnded", ended
         # THEN every listener is told exactly once
         for listener in listeners:
-            told = [message for message in await listener.drain(2.0) if message["type"] == "sessionEnded"]
+            told = [message for message in await listener.drain(5.0) if message["type"] == "sessionEnded"]
             assert len(told) == 1, told
+        throttled = (await fault_state(stack))["rules"][0]["injected"]
+        record("fan-out throttled", listeners=len(listeners), posts_throttled=throttled)
     finally:
         await clear_faults(stack)
     assert_invariants(stack)
@@ -78,6 +82,7 @@ async def test_throttling_is_retried_then_answered_with_a_clear_error(faulty_sta
         attempts = await requests_to(stack, "dynamodb", "Sessions") - before
         assert_error(reply, "SERVICE_UNAVAILABLE", 503, session_id=session_id)
         assert attempts >= 2, f"not retried: {attempts} request(s)"
+        record("throttled throughout", sessions_requests_for_one_join=attempts)
     finally:
         await clear_faults(stack)
     # THEN after clearing, the same connection joins, and only the first join holds a seat
@@ -96,7 +101,9 @@ async def test_rate_limits_access_denied_is_an_error_not_an_open_door(faulty_sta
         before = snapshot(stack, {session_id}, since)
         # WHEN the functions may not use RateLimits THEN a join is refused, a handshake too
         reply = await _join(client, session_id)
-        assert reply["type"] == "error" and reply["code"] != "INTERNAL_ERROR", reply
+        # A deployment fault, not the client's: a 5xx with the generic message, never a seat.
+        assert reply["type"] == "error" and reply["code"] in {"INTERNAL_ERROR", "SERVICE_UNAVAILABLE"}, reply
+        assert "AccessDenied" not in reply["message"] and "RateLimits" not in reply["message"], reply
         assert await handshake_status(stack, new_address()) != 101
         assert snapshot(stack, {session_id}, since)["sessions"] == before["sessions"]
     finally:
@@ -149,19 +156,21 @@ async def test_dynamodb_down_answers_service_unavailable_and_the_breaker_opens_t
     try:
         # WHEN DynamoDB is down THEN joins are answered SERVICE_UNAVAILABLE, and the breaker
         # opens: later joins are refused without asking DynamoDB at all
-        await _join_until_breaker_opens(stack, client, session_id)
+        joins_to_open = await _join_until_breaker_opens(stack, client, session_id)
     finally:
         await clear_faults(stack)
     # THEN once DynamoDB is back, the breaker lets a trial through after its reset and closes
-    joined = None
+    joined, refused_after_clearing = None, 0
     for _ in range(int(BREAKER_RESET_SECONDS * 2.5)):
         reply = await _join(client, session_id)
         if reply["type"] == "sessionJoined":
             joined = reply
             break
         assert_error(reply, "SERVICE_UNAVAILABLE", 503, session_id=session_id)
+        refused_after_clearing += 1
         await asyncio.sleep(1)
     assert joined is not None, "the breaker never closed"
+    record("breaker", joins_until_open=joins_to_open, refused_joins_after_clearing=refused_after_clearing)
     status = await speaker.request("getSessionStatus")
     assert status["type"] == "sessionStatus" and status["listenerCount"] == 1, status
     assert_invariants(stack)

@@ -11,6 +11,7 @@ from tests.e2e.client import Stack, assert_error, unknown_session_id
 
 from .checks import assert_invariants
 from .enumeration import guess_until_refused, measure, wait_for_a_fresh_window
+from .figures import record
 from .sessions import speaker_with_session
 from .wire import connect_from, new_address
 
@@ -66,6 +67,7 @@ async def test_many_addresses_each_get_the_same_budget_and_no_more(stack: Stack)
     # The figure for 100 addresses comes from enumeration.py run on its own (docs/reliability.md);
     # here a handful of addresses at once shows the budget is per address and exact under load.
     results = await measure(stack, addresses=6)
+    record("enumeration", addresses=6, answered_per_address=sorted({r.answered for r in results}))
     assert [result.answered for result in results] == [FAILED_JOINS_PER_MIN] * 6, results
     assert {result.refused_with for result in results} == {"RATE_LIMIT_EXCEEDED"}
     await asyncio.sleep(0)
