@@ -20,8 +20,9 @@ CONNECTIONS = "ConnectionsTable"
 RATE_LIMITS = "RateLimitsTable"
 LISTENER = "listener"
 SPEAKER = "speaker"
-# Per-language counts, once captions add them: a map attribute of language -> count.
-LANGUAGE_COUNT_ATTRIBUTES = ("languageCounts", "listenerCountsByLanguage")
+# Per-language seat counts: top-level attributes `listeners_<language>` on the session item
+# (session_manager/models.py, LANGUAGE_COUNT_PREFIX), gathered here into one map.
+LANGUAGE_COUNT_PREFIX = "listeners_"
 # Epoch seconds from 2001 to 2286: milliseconds (13 digits) or a date string fall outside.
 EPOCH_SECONDS_RANGE = (1_000_000_000, 10_000_000_000)
 
@@ -141,9 +142,13 @@ def _check_counts(
                     "count-equals-seats", session_id, f"listenerCount {count} but {len(records)} listener records"
                 )
             )
-        for attribute in LANGUAGE_COUNT_ATTRIBUTES:
-            if isinstance(session.get(attribute), Mapping):
-                violations += _check_language_counts(session_id, attribute, session[attribute], records, active)
+        by_language = {
+            key.removeprefix(LANGUAGE_COUNT_PREFIX): value
+            for key, value in session.items()
+            if key.startswith(LANGUAGE_COUNT_PREFIX)
+        }
+        if by_language:
+            violations += _check_language_counts(session_id, LANGUAGE_COUNT_PREFIX + "*", by_language, records, active)
         if not active and after_cleanup:
             holders = sorted(c for c, item in connections.items() if item.get("sessionId") == session_id)
             if holders:

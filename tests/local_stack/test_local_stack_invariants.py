@@ -134,13 +134,13 @@ def test_a_rate_limit_counter_below_zero(client, tables):
 
 def test_per_language_counts_that_disagree_with_the_seats(client, tables):
     seated(client, tables, 2)  # one es, one fr
-    session(client, tables, listenerCount=2, languageCounts={"es": 2, "fr": 0})
+    session(client, tables, listenerCount=2, listeners_es=2, listeners_fr=0)
     assert rules(check_invariants(client, tables)) == ["language-counts-equal-seats"]
 
 
 def test_per_language_counts_that_agree(client, tables):
     seated(client, tables, 2)
-    session(client, tables, listenerCount=2, languageCounts={"es": 1, "fr": 1, "de": 0})
+    session(client, tables, listenerCount=2, listeners_es=1, listeners_fr=1, listeners_de=0)
     assert check_invariants(client, tables) == []
 
 
