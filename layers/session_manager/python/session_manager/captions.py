@@ -1,6 +1,6 @@
 """Live captions: the speaker's line, numbered once, translated once per language in use, and
 fanned out to that language's listeners; the last CAPTION_HISTORY_SECONDS kept so a listener who
-dropped resumes without losing a line (decision 44)."""
+dropped resumes without losing a line (docs/decisions.md, 52-55)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Captions table: the last CAPTION_HISTORY_SECONDS of lines per session and language.
 
 Partition key ``stream`` (``<sessionId>#<language>``), sort key ``seq``; ``ttl`` in epoch seconds.
-This is the only text the system keeps, and only for that window (decision 44)."""
+This is the only text the system keeps, and only for that window (docs/decisions.md, 52)."""
 
 from __future__ import annotations
 
