@@ -4,8 +4,12 @@ the text marked with its language: `[es] ...`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+
+import pytest
 
 from .client import Stack
+from .stacks import started_stack
 
 
 async def captions(client, count: int) -> list[dict]:
@@ -84,3 +88,24 @@ async def test_an_empty_or_overlong_caption_names_the_field(stack: Stack):
     for text in ("   ", "x" * 2001):
         reply = await speaker.request("sendCaption", text=text)
         assert (reply["code"], reply["details"]["field"]) == ("INVALID_PARAMETERS", "text")
+
+
+@pytest.fixture(scope="module")
+def queued_stack() -> Iterator[Stack]:
+    # Any language with more than one listener fans out through CaptionFanOutQueue.
+    with started_stack({"CAPTION_QUEUE_THRESHOLD": "1", "SPEAKER_RECONNECT_GRACE_SECONDS": "0"}) as running:
+        yield running
+
+
+async def test_the_queue_path_delivers_the_same_lines_as_the_direct_path(queued_stack: Stack):
+    speaker, created = await queued_stack.speaker_with_session(source_language="en")
+    session_id = created["sessionId"]
+    queued = [await queued_stack.listener_in(session_id, "es") for _ in range(3)]  # over the threshold
+    direct = await queued_stack.listener_in(session_id, "fr")  # at it: posted directly
+
+    for text in ("one", "two"):
+        await speaker.request("sendCaption", text=text)
+
+    for listener in queued:
+        assert [(c["seq"], c["text"]) for c in await captions(listener, 2)] == [(1, "[es] one"), (2, "[es] two")]
+    assert [(c["seq"], c["text"]) for c in await captions(direct, 2)] == [(1, "[fr] one"), (2, "[fr] two")]
