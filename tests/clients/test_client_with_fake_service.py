@@ -16,6 +16,7 @@ from live_session_client import (
     ClientState,
     ConnectFailedError,
     ListenerClient,
+    LiveSessionError,
     NoticeKind,
     RequestRefusedError,
     SpeakerClient,
@@ -524,3 +525,37 @@ async def test_a_request_made_during_a_refresh_goes_out_on_the_new_connection():
         assert [m["text"] for m in new.received if m["action"] == "sendCaption"] == ["During the switch"]
         assert not any(m["action"] == "sendCaption" for m in old.received)
         await speaker.end()
+
+
+async def test_a_connection_lost_before_the_join_answer_is_replaced_and_the_join_sent_again():
+    async with FakeService() as fake:
+        dropped = []
+
+        async def drop_first(connection: FakeConnection, message: dict) -> None:
+            if not dropped:
+                dropped.append(connection.index)
+                connection.abort()
+                return
+            await fake._answer_joinSession(connection, message)
+
+        fake.responders["joinSession"] = drop_first
+        listener = ListenerClient(fake.url, SESSION_ID, "es", quick_options())
+        joined = await listener.start()
+        assert joined["connectionId"] == "C2" and dropped == [1]
+        assert listener.state == ClientState.LIVE
+        await listener.close()
+
+
+async def test_a_create_whose_connection_keeps_dropping_fails_after_the_time_allowed():
+    async with FakeService() as fake:
+
+        async def drop(connection: FakeConnection, message: dict) -> None:
+            connection.abort()
+
+        fake.responders["createSession"] = drop
+        speaker = SpeakerClient(fake.url, "token", options=quick_options(give_up_after=0.5))
+        log = EventLog(speaker)
+        with pytest.raises(LiveSessionError):
+            await speaker.start()
+        assert (await log.state(ClientState.FAILED)).sentence == "The connection closed before the server answered."
+        assert len(fake.connections) >= 2

@@ -12,7 +12,7 @@ from live_session_client.errors import LinkClosedError, NoAnswerError, RequestRe
 from live_session_client.events import CaptionReceived, ClientState, NoticeKind
 from live_session_client.link import Link
 from live_session_client.protocol import LANGUAGE_PATTERN, Action, MessageType, Role, normalise_session_id
-from live_session_client.sentences import describe, explain_error
+from live_session_client.sentences import describe
 from live_session_client.session_client import ClientOptions, Rejoin, SessionClient
 
 
@@ -44,13 +44,10 @@ class ListenerClient(SessionClient):
         """Connect and join; returns sessionJoined. A refused join puts the client in FAILED and
         raises RequestRefusedError carrying the sentence."""
         async with self._starting():
-            link = await self._first_link()
-            self._set_state(ClientState.JOINING, describe("joining", sessionId=self.session_id, language=self.language))
-            answer = await link.request(Action.JOIN_SESSION, (MessageType.SESSION_JOINED,), **self._join_fields())
-            if answer["type"] == MessageType.ERROR:
-                sentence = explain_error(answer)
-                self._fail(ClientState.FAILED, sentence, answer.get("code"))
-                raise RequestRefusedError(sentence, answer)
+            joining = describe("joining", sessionId=self.session_id, language=self.language)
+            link, answer = await self._opening_request(
+                ClientState.JOINING, joining, Action.JOIN_SESSION, MessageType.SESSION_JOINED, self._join_fields()
+            )
             self._on_rejoined(answer)
             self._became_live(link, describe("joined", **{**answer, "language": self.language}))
             self._after_rejoin(answer)

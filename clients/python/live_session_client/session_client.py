@@ -171,6 +171,34 @@ class SessionClient:
             self._fail(ClientState.FAILED, "The client stopped before it was in the session.")
             raise
 
+    async def _opening_request(
+        self, state: ClientState, sentence: str, action: Any, answer: MessageType, fields: dict[str, Any]
+    ) -> tuple[Link, dict[str, Any]]:
+        """Connect and send the request that puts the client in the session (joinSession or
+        createSession). A connection that drops or stays silent before answering is replaced,
+        with backoff, within the time a reconnect is allowed; a refusal is final and raises
+        RequestRefusedError (state FAILED). A create retried this way may leave behind the
+        session the lost answer named; nobody knows its id, and it ends after the speaker grace."""
+        policy = self.options.reconnect
+        started, attempt = time.monotonic(), 0
+        while True:
+            link = await self._first_link()
+            self._set_state(state, sentence)
+            try:
+                reply = await link.request(action, (answer,), **fields)
+            except (LinkClosedError, NoAnswerError):
+                await self._discard(link)
+                if time.monotonic() - started > policy.give_up_after_seconds:
+                    raise
+                await asyncio.sleep(policy.delay(attempt))
+                attempt += 1
+                continue
+            if reply["type"] == MessageType.ERROR:
+                sentence = explain_error(reply)
+                self._fail(ClientState.FAILED, sentence, reply.get("code"))
+                raise RequestRefusedError(sentence, reply)
+            return link, reply
+
     async def _first_link(self) -> Link:
         """The opening connection, tried with backoff like a reconnect. Raises ConnectFailedError
         when the token is refused or the time allowed runs out."""

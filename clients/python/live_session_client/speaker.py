@@ -7,10 +7,10 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from live_session_client.errors import ClientStoppedError, RequestRefusedError
+from live_session_client.errors import ClientStoppedError
 from live_session_client.events import ClientState
 from live_session_client.protocol import LANGUAGE_PATTERN, Action, MessageType, Role
-from live_session_client.sentences import describe, explain_error
+from live_session_client.sentences import describe
 from live_session_client.session_client import ClientOptions, Rejoin, SessionClient
 
 TokenProvider = Callable[[], str | Awaitable[str]]
@@ -52,17 +52,14 @@ class SpeakerClient(SessionClient):
     async def start(self) -> str:
         """Connect and create the session; returns its id. A refusal puts the client in FAILED
         and raises RequestRefusedError carrying the sentence."""
+        fields: dict[str, Any] = {"sourceLanguage": self.source_language}
+        if self.quality_tier is not None:
+            fields["qualityTier"] = self.quality_tier
         async with self._starting():
-            link = await self._first_link()
-            self._set_state(ClientState.CREATING, describe("creating", language=self.source_language))
-            fields: dict[str, Any] = {"sourceLanguage": self.source_language}
-            if self.quality_tier is not None:
-                fields["qualityTier"] = self.quality_tier
-            answer = await link.request(Action.CREATE_SESSION, (MessageType.SESSION_CREATED,), **fields)
-            if answer["type"] == MessageType.ERROR:
-                sentence = explain_error(answer)
-                self._fail(ClientState.FAILED, sentence, answer.get("code"))
-                raise RequestRefusedError(sentence, answer)
+            creating = describe("creating", language=self.source_language)
+            link, answer = await self._opening_request(
+                ClientState.CREATING, creating, Action.CREATE_SESSION, MessageType.SESSION_CREATED, fields
+            )
             self.session_id = answer["sessionId"]
             self.expires_at = answer.get("expiresAt")
             self._became_live(link, describe("created", sessionId=self.session_id))
