@@ -1,0 +1,178 @@
+// Captions in order, each shown once, across refreshes, rejoins and invocations that cross
+// (docs/protocol.md, "Live captions"; the Python client's twin is
+// clients/python/live_session_client/captions.py, decision 49 in docs/decisions.md).
+//
+// The server numbers captions per session (`seq`). A listener can get a line twice (the old and the
+// new connection overlap during a refresh; a rejoin replays from `lastSeq`) or early (two
+// invocations fanning out consecutive lines can cross). Seqs also have gaps a listener never fills:
+// partial lines go to source-language listeners only. So a line that arrives ahead of a gap (and
+// the very first line seen) is held for at most `reorderWindowMs`, then shown anyway.
+//
+// Pure: no timers, no sockets. The caller asks `nextDeadline()` and calls `releaseDue()` then.
+
+/** How long a line ahead of a gap waits for the lines before it (decision 49). */
+export const DEFAULT_REORDER_WINDOW_MS = 1000;
+// A finished line's id is remembered so that a late partial of it cannot bring old words back;
+// a 90-minute service has a few thousand lines, and a partial is never that late.
+const REMEMBERED_FINAL_LINES = 1000;
+/** How many lines a CaptionLines keeps (older ones scroll away). */
+export const DEFAULT_KEPT_LINES = 200;
+
+/**
+ * A `caption` message as the rest of the client uses it, or null when it has no usable seq or text.
+ * @param {any} message
+ * @returns {import("./caption-order.js").Caption | null}
+ */
+export function captionFromMessage(message) {
+  if (!message || typeof message !== "object") return null;
+  const { seq, text } = message;
+  if (!Number.isSafeInteger(seq) || seq < 1 || typeof text !== "string") return null;
+  return {
+    type: "caption",
+    sessionId: typeof message.sessionId === "string" ? message.sessionId : "",
+    seq,
+    lineId: typeof message.lineId === "string" && message.lineId ? message.lineId : `line-${seq}`,
+    language: typeof message.language === "string" ? message.language : null,
+    text,
+    final: message.final !== false,
+    timestamp: Number.isFinite(message.timestamp) ? message.timestamp : null,
+    untranslated: message.untranslated === true,
+  };
+}
+
+/** Feed it every caption from every connection; it hands back the ones to show, in seq order. */
+export class CaptionSequencer {
+  /** @param {{reorderWindowMs?: number, lastSeq?: number | null, now?: () => number}} [options] */
+  constructor({ reorderWindowMs = DEFAULT_REORDER_WINDOW_MS, lastSeq = null, now = Date.now } = {}) {
+    if (!(reorderWindowMs >= 0)) throw new RangeError("reorderWindowMs must be a number >= 0");
+    if (lastSeq !== null && !(Number.isSafeInteger(lastSeq) && lastSeq >= 0)) throw new RangeError("lastSeq must be an integer >= 0 or null");
+    this.reorderWindowMs = reorderWindowMs;
+    this._now = now;
+    this._lastSeq = lastSeq;
+    /** @type {Map<number, {caption: any, arrivedAt: number}>} */
+    this._held = new Map();
+    this._finalLines = new Set();
+  }
+
+  /** The highest seq shown: what a rejoin or refresh sends as `lastSeq` (null before the first). */
+  get lastSeq() {
+    return this._lastSeq;
+  }
+
+  /** True while a line waits for the ones before it. */
+  get holding() {
+    return this._held.size > 0;
+  }
+
+  /** When (in `now()` time) the oldest held line must be shown, or null. */
+  nextDeadline() {
+    let oldest = Infinity;
+    for (const { arrivedAt } of this._held.values()) oldest = Math.min(oldest, arrivedAt);
+    return oldest === Infinity ? null : oldest + this.reorderWindowMs;
+  }
+
+  /**
+   * The captions now ready to show, in seq order (possibly none).
+   * @param {any} caption a captionFromMessage() result
+   */
+  accept(caption) {
+    if (!caption || this._isStale(caption)) return [];
+    if (this._isNext(caption.seq)) return [...this._show(caption), ...this._releaseConsecutive()];
+    // Also the first caption: a line fanned out just before it may still be on its way.
+    if (!this._held.has(caption.seq)) this._held.set(caption.seq, { caption, arrivedAt: this._now() });
+    return this.releaseDue();
+  }
+
+  /** Held captions whose wait is over, and the ones consecutive to them. */
+  releaseDue() {
+    const ready = [];
+    const now = this._now();
+    while (this._held.size) {
+      const seq = Math.min(...this._held.keys());
+      const { caption, arrivedAt } = this._held.get(seq);
+      if (now - arrivedAt < this.reorderWindowMs && !this._isNext(seq)) break;
+      this._held.delete(seq);
+      if (!this._isStale(caption)) ready.push(...this._show(caption));
+    }
+    return ready;
+  }
+
+  /** Every held caption, in order (the session ended: nothing will fill a gap any more). */
+  flush() {
+    const ready = [];
+    for (const seq of [...this._held.keys()].sort((a, b) => a - b)) {
+      const { caption } = this._held.get(seq);
+      this._held.delete(seq);
+      if (!this._isStale(caption)) ready.push(...this._show(caption));
+    }
+    return ready;
+  }
+
+  _isNext(seq) {
+    return this._lastSeq !== null && seq === this._lastSeq + 1;
+  }
+
+  _isStale(caption) {
+    if (this._lastSeq !== null && caption.seq <= this._lastSeq) return true;
+    // A partial that arrives after its line was finished would bring old words back.
+    return !caption.final && this._finalLines.has(caption.lineId);
+  }
+
+  _show(caption) {
+    this._lastSeq = caption.seq;
+    if (caption.final) {
+      this._finalLines.add(caption.lineId);
+      if (this._finalLines.size > REMEMBERED_FINAL_LINES) this._finalLines.delete(this._finalLines.values().next().value);
+    }
+    return [caption];
+  }
+
+  _releaseConsecutive() {
+    const ready = [];
+    while (this._lastSeq !== null && this._held.has(this._lastSeq + 1)) {
+      const { caption } = this._held.get(this._lastSeq + 1);
+      this._held.delete(this._lastSeq + 1);
+      ready.push(...this._show(caption));
+    }
+    return ready;
+  }
+}
+
+/**
+ * The lines on screen: a caption whose `lineId` is already there replaces that line's text (the
+ * final words of a line that was shown while still spoken), any other is a new line at the end.
+ */
+export class CaptionLines {
+  /** @param {{keep?: number}} [options] */
+  constructor({ keep = DEFAULT_KEPT_LINES } = {}) {
+    if (!(Number.isSafeInteger(keep) && keep >= 1)) throw new RangeError("keep must be an integer >= 1");
+    this.keep = keep;
+    /** @type {Map<string, any>} lineId -> the caption shown for it, oldest first */
+    this._lines = new Map();
+  }
+
+  /**
+   * @param {any} caption a caption the sequencer released
+   * @returns {{line: any, replaced: boolean, dropped: string[]}} `dropped`: lineIds scrolled away
+   */
+  apply(caption) {
+    const replaced = this._lines.has(caption.lineId);
+    this._lines.set(caption.lineId, caption); // Map.set on an existing key keeps its place
+    const dropped = [];
+    while (this._lines.size > this.keep) {
+      const oldest = this._lines.keys().next().value;
+      this._lines.delete(oldest);
+      dropped.push(oldest);
+    }
+    return { line: caption, replaced, dropped };
+  }
+
+  /** The lines, oldest first. */
+  get lines() {
+    return [...this._lines.values()];
+  }
+
+  clear() {
+    this._lines.clear();
+  }
+}

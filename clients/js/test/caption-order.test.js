@@ -1,0 +1,162 @@
+// The caption order rules on a fake clock: seq order, duplicates dropped, a bounded wait for a
+// line that arrives early, lines replaced by lineId, and the lastSeq a rejoin sends.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { CaptionLines, CaptionSequencer, captionFromMessage } from "../caption-order.js";
+
+function clock() {
+  let now = 1_000_000;
+  return { now: () => now, advance: (ms) => (now += ms) };
+}
+
+const caption = (seq, extra = {}) => captionFromMessage({ type: "caption", sessionId: "faithful-shepherd-427", seq, lineId: `l${seq}`, language: "es", text: `[es] line ${seq}`, final: true, timestamp: 1, ...extra });
+const seqs = (captions) => captions.map((shown) => shown.seq);
+
+test("a message without a usable seq or text is no caption; defaults are filled in", () => {
+  for (const bad of [null, "x", {}, { seq: 1 }, { text: "a" }, { seq: 0, text: "a" }, { seq: 1.5, text: "a" }, { seq: "2", text: "a" }, { seq: 2, text: 7 }]) {
+    assert.equal(captionFromMessage(bad), null, JSON.stringify(bad));
+  }
+  const parsed = captionFromMessage({ seq: 4, text: "Hello" });
+  assert.equal(parsed.lineId, "line-4");
+  assert.equal(parsed.final, true);
+  assert.equal(parsed.untranslated, false);
+  assert.equal(captionFromMessage({ seq: 4, text: "Hi", final: false, untranslated: true }).final, false);
+  assert.equal(captionFromMessage({ seq: 4, text: "Hi", untranslated: true }).untranslated, true);
+});
+
+test("after a known lastSeq the next lines are shown at once, in order", () => {
+  const order = new CaptionSequencer({ lastSeq: 0 });
+  assert.deepEqual(seqs(order.accept(caption(1))), [1]);
+  assert.deepEqual(seqs(order.accept(caption(2))), [2]);
+  assert.equal(order.lastSeq, 2);
+  assert.equal(order.holding, false);
+});
+
+test("a line that arrives early waits for the one before it, and both come out in order", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ lastSeq: 4, now: time.now });
+  assert.deepEqual(seqs(order.accept(caption(6))), [], "6 waits for 5");
+  assert.equal(order.holding, true);
+  assert.equal(order.nextDeadline(), time.now() + 1000);
+  time.advance(300);
+  assert.deepEqual(seqs(order.accept(caption(5))), [5, 6]);
+  assert.equal(order.lastSeq, 6);
+  assert.equal(order.nextDeadline(), null);
+});
+
+test("a gap that never fills (a partial line of another language) holds a line for the window only", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ lastSeq: 2, reorderWindowMs: 1000, now: time.now });
+  assert.deepEqual(seqs(order.accept(caption(4))), []);
+  time.advance(999);
+  assert.deepEqual(seqs(order.releaseDue()), [], "still inside the window");
+  time.advance(1);
+  assert.deepEqual(seqs(order.releaseDue()), [4]);
+  assert.deepEqual(seqs(order.accept(caption(5))), [5], "the line after it is not held again");
+  assert.deepEqual(seqs(order.accept(caption(3))), [], "the missing line, arriving after its window, is not shown out of order");
+});
+
+test("the very first line seen is held briefly, since the one before it may be on its way", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ now: time.now });
+  assert.equal(order.lastSeq, null);
+  assert.deepEqual(seqs(order.accept(caption(8))), []);
+  assert.deepEqual(seqs(order.accept(caption(7))), [], "still waiting: no known start");
+  time.advance(1000);
+  assert.deepEqual(seqs(order.releaseDue()), [7, 8]);
+});
+
+test("duplicates (a refresh overlap, a replay after lastSeq) are dropped, held or shown", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ lastSeq: 0, now: time.now });
+  assert.deepEqual(seqs(order.accept(caption(1))), [1]);
+  assert.deepEqual(seqs(order.accept(caption(1))), []);
+  assert.deepEqual(seqs(order.accept(caption(3))), []);
+  assert.deepEqual(seqs(order.accept(caption(3))), [], "a held line twice is held once");
+  assert.deepEqual(seqs(order.accept(caption(2))), [2, 3]);
+  for (const seq of [1, 2, 3]) assert.deepEqual(order.accept(caption(seq)), []);
+  time.advance(5000);
+  assert.deepEqual(order.releaseDue(), []);
+});
+
+test("a rejoin resumes from lastSeq: the replayed lines after it once, then live ones", () => {
+  const first = new CaptionSequencer({ lastSeq: 0 });
+  for (const seq of [1, 2, 3]) first.accept(caption(seq));
+  const resumed = new CaptionSequencer({ lastSeq: first.lastSeq });
+  const shown = [];
+  for (const seq of [2, 3, 4, 5, 5, 6]) shown.push(...resumed.accept(caption(seq)));
+  assert.deepEqual(seqs(shown), [4, 5, 6]);
+});
+
+test("a late partial of a line already finished does not bring old words back", () => {
+  const order = new CaptionSequencer({ lastSeq: 0 });
+  assert.deepEqual(seqs(order.accept(caption(1, { lineId: "a", final: false }))), [1]);
+  assert.deepEqual(seqs(order.accept(caption(2, { lineId: "a" }))), [2]);
+  const time = clock();
+  const later = new CaptionSequencer({ lastSeq: 2, now: time.now });
+  later.accept(caption(4, { lineId: "b" }));
+  assert.deepEqual(seqs(later.accept(caption(3, { lineId: "b", final: false }))), [3, 4], "partial then final of b, in seq order");
+});
+
+test("flush shows every held line in order when nothing more can fill a gap", () => {
+  const order = new CaptionSequencer({ lastSeq: 0 });
+  order.accept(caption(5));
+  order.accept(caption(3));
+  assert.deepEqual(seqs(order.flush()), [3, 5]);
+  assert.equal(order.holding, false);
+});
+
+test("bad options fail loudly", () => {
+  assert.throws(() => new CaptionSequencer({ reorderWindowMs: -1 }), RangeError);
+  assert.throws(() => new CaptionSequencer({ lastSeq: -1 }), RangeError);
+  assert.throws(() => new CaptionSequencer({ lastSeq: "3" }), RangeError);
+  assert.throws(() => new CaptionLines({ keep: 0 }), RangeError);
+});
+
+test("random arrival orders with duplicates always come out once each, ascending", () => {
+  let state = 42;
+  const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let round = 0; round < 200; round++) {
+    const time = clock();
+    const order = new CaptionSequencer({ lastSeq: 0, now: time.now });
+    const arrivals = [];
+    for (let seq = 1; seq <= 20; seq++) {
+      arrivals.push(seq);
+      if (random() < 0.3) arrivals.push(seq);
+    }
+    // Neighbours swap (two invocations crossing), never further than the window covers.
+    for (let index = 0; index + 1 < arrivals.length; index++) {
+      if (random() < 0.4) [arrivals[index], arrivals[index + 1]] = [arrivals[index + 1], arrivals[index]];
+    }
+    const shown = [];
+    for (const seq of arrivals) {
+      time.advance(10);
+      shown.push(...order.accept(caption(seq)));
+    }
+    time.advance(1000);
+    shown.push(...order.releaseDue());
+    assert.deepEqual(seqs(shown), Array.from({ length: 20 }, (_, index) => index + 1), `round ${round}: ${arrivals}`);
+  }
+});
+
+test("lines are replaced by lineId where they stand, new ones appended, the oldest dropped past the limit", () => {
+  const lines = new CaptionLines({ keep: 3 });
+  assert.equal(lines.apply(caption(1, { lineId: "a", final: false, text: "In the beg" })).replaced, false);
+  lines.apply(caption(2, { lineId: "b", text: "Second" }));
+  const replaced = lines.apply(caption(3, { lineId: "a", text: "In the beginning was the Word" }));
+  assert.equal(replaced.replaced, true);
+  assert.deepEqual(
+    lines.lines.map((line) => [line.lineId, line.text]),
+    [
+      ["a", "In the beginning was the Word"],
+      ["b", "Second"],
+    ],
+  );
+  lines.apply(caption(4, { lineId: "c" }));
+  assert.deepEqual(lines.apply(caption(5, { lineId: "d" })).dropped, ["a"]);
+  assert.deepEqual(
+    lines.lines.map((line) => line.lineId),
+    ["b", "c", "d"],
+  );
+});
