@@ -177,6 +177,8 @@ def _source(
     concurrency = DEFAULT_CONCURRENCY
     if "MaximumConcurrency" in scaling:
         concurrency = _whole_number(where, "ScalingConfig.MaximumConcurrency", scaling["MaximumConcurrency"], 2, 1000)
+    if queue.fifo and window:
+        logger.warning("%s: MaximumBatchingWindowInSeconds is not applied to a FIFO queue locally", where)
     if properties.get("FilterCriteria"):
         logger.warning("%s: FilterCriteria is not applied locally; every message reaches the function", where)
     return SqsEventSource(
@@ -365,9 +367,73 @@ class SqsEventSources:
 
     def start(self) -> None:
         for source in self._sources:
+            if source.queue.fifo:
+                name = f"sqs-{source.function_id}-{source.event_name}"
+                self._pollers.append(asyncio.create_task(self._poll_fifo(source), name=name))
+                continue
             for index in range(source.concurrency):
                 name = f"sqs-{source.function_id}-{source.event_name}-{index}"
                 self._pollers.append(asyncio.create_task(self._poll(source), name=name))
+
+    async def _poll_fifo(self, source: SqsEventSource) -> None:
+        """One receiver per FIFO queue, up to `concurrency` batches in flight: SQS holds back a
+        group while a batch of it is in flight, but moto decides that from the moment a receive
+        began, so concurrent long polls (or one begun before a batch finished) could hand out a
+        group's next message early. Receives are long only while nothing is in flight."""
+        sqs = self._sqs_client()
+        url = self._urls[source.queue.logical_id]
+        task = asyncio.current_task()
+        assert task is not None
+        slots = asyncio.Semaphore(source.concurrency)
+        finished = asyncio.Event()
+        in_flight: set[asyncio.Task[Any]] = set()
+
+        def done(batch: asyncio.Task[Any]) -> None:
+            in_flight.discard(batch)
+            slots.release()
+            finished.set()
+
+        try:
+            while not self._stopping:
+                await slots.acquire()
+                finished.clear()
+                wait_seconds = 0 if in_flight else LONG_POLL_SECONDS
+                self._receiving.add(task)
+                try:
+                    answer = await _in_daemon_thread(
+                        lambda wait_seconds=wait_seconds: sqs.receive_message(
+                            QueueUrl=url,
+                            MaxNumberOfMessages=min(RECEIVE_MAX, source.batch_size),
+                            WaitTimeSeconds=wait_seconds,
+                            AttributeNames=["All"],
+                            MessageSystemAttributeNames=["All"],
+                            MessageAttributeNames=["All"],
+                        )
+                    )
+                except asyncio.CancelledError:
+                    return
+                except Exception as error:  # moto unreachable or the queue gone: try again
+                    slots.release()
+                    if not self._stopping:
+                        logger.warning("SQS %s: receiving failed (%s); retrying", source.queue.name, error)
+                        await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                    continue
+                finally:
+                    self._receiving.discard(task)
+                messages = answer.get("Messages") or []
+                if not messages or self._stopping:
+                    slots.release()
+                    if in_flight and not self._stopping:
+                        # Nothing free now: look again once a batch finishes (or a second passes).
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(finished.wait(), timeout=1.0)
+                    continue
+                batch = asyncio.create_task(self._deliver(sqs, url, source, messages))
+                in_flight.add(batch)
+                batch.add_done_callback(done)
+        finally:
+            if in_flight:
+                await asyncio.wait(list(in_flight), timeout=STOP_GRACE_SECONDS)
 
     async def _poll(self, source: SqsEventSource) -> None:
         sqs = self._sqs_client()

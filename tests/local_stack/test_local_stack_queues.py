@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from local_stack.errors import TemplateError
-from local_stack.queues import discover, failed_message_ids
+from local_stack.queues import discover, failed_message_ids, record_existing_queues
 from local_stack.template import load_template
 from local_stack.testing import running_stack
 
@@ -86,7 +86,14 @@ def _wait_until_empty(sqs: Any, url: str) -> None:
 
 def test_queues_exist_and_intrinsics_resolve(stack, sqs, received):
     urls = stack["queues"]
-    assert set(urls) == {"InboxQueue", "PoisonQueue", "DeadLetterQueue", "PartialQueue", "SlowQueue", "OutboxQueue"}
+    assert set(urls) == {
+        "InboxQueue", "PoisonQueue", "DeadLetterQueue", "PartialQueue", "SlowQueue", "OutboxQueue", "OrderedQueue",
+    }  # fmt: skip
+    assert urls["OrderedQueue"].endswith("/OrderedQueue.fifo")
+    # `make invoke` beside this stack names the same URLs without creating anything.
+    template = load_template(SQS_TEMPLATE, {}, api_id="abcdefghij")
+    record_existing_queues(discover(template), template.resolver, stack["motoEndpoint"])
+    assert {logical_id: template.resolver.ref(logical_id) for logical_id in urls} == urls
     assert urls["PoisonQueue"].endswith("/123456789012/probe-poison")
     for logical_id, url in urls.items():
         assert sqs.get_queue_url(QueueName=url.rsplit("/", 1)[1])["QueueUrl"] == url, logical_id
@@ -207,6 +214,21 @@ def test_pollers_per_event_are_bounded_by_maximum_concurrency(stack, sqs, receiv
     assert 1 <= max(seen) <= 2
 
 
+def test_a_fifo_group_is_handled_in_order_one_batch_at_a_time(stack, sqs, received):
+    url = stack["queues"]["OrderedQueue"]
+    entries = [{"Id": str(index), "MessageBody": f"line {index}", "MessageGroupId": "session-1"} for index in range(6)]
+    sent = sqs.send_message_batch(QueueUrl=url, Entries=entries)["Successful"]
+    handled = [received(message["MessageId"], kind="ordered") for message in sent]
+    assert [item["record"]["body"] for item in sorted(handled, key=lambda item: item["position"])] == [
+        f"line {index}" for index in range(6)
+    ]
+    attributes = handled[0]["record"]["attributes"]
+    assert attributes["MessageGroupId"] == "session-1"
+    assert "MessageDeduplicationId" in attributes  # moto gives no SequenceNumber (docs/local-stack.md)
+    assert handled[0]["record"]["eventSourceARN"] == f"{ARN_PREFIX}OrderedQueue.fifo"
+    _wait_until_empty(sqs, url)
+
+
 def test_the_console_has_no_moto_backend_warning(stack):
     # Function inits ask Translate for its languages; the console shows no moto complaint.
     translate = _client(stack, "translate")
@@ -241,7 +263,7 @@ def test_fixture_sources_are_read_with_their_settings():
     sources = {(source.function_id, source.event_name): source for source in setup.sources}
     assert set(sources) == {
         ("ConsumerFunction", "Inbox"), ("ConsumerFunction", "Poison"),
-        ("PartialFunction", "Partial"), ("SlowFunction", "Slow"),
+        ("PartialFunction", "Partial"), ("SlowFunction", "Slow"), ("OrderedFunction", "Ordered"),
     }  # fmt: skip
     partial = sources[("PartialFunction", "Partial")]
     assert (partial.batch_size, partial.batching_window_seconds, partial.report_batch_item_failures) == (5, 1, True)
