@@ -29,6 +29,7 @@ from live_session_client.speaker import SpeakerClient
 
 TOKEN_ENVIRONMENT_VARIABLE = "LIVE_SESSION_SPEAKER_TOKEN"
 END_TIMEOUT_SECONDS = 15.0
+LISTENER_POLL_SECONDS = 1.0
 PACE_PATTERN = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>ms|s)?$")
 
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--session", required=True, type=_session_id, help="the session id, e.g. faithful-shepherd-427")
     listen.add_argument("--lang", required=True, type=_language, help="your language, e.g. es")
     listen.add_argument("--partials", action="store_true", help="also print lines still being spoken")
+    listen.add_argument("--catch-up", action="store_true", help="start with the lines the server still keeps")
 
     speak = commands.add_parser("speak", help="create a session, keep it alive, end it on Ctrl-C")
     common(speak)
@@ -126,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--quality-tier", choices=("standard", "premium"), default=None)
     speak.add_argument("--captions-from", type=_captions_file, metavar="FILE", help="send each line of FILE")
     speak.add_argument("--pace", type=parse_pace, default=2.0, help="time between lines (default 2s)")
+    speak.add_argument(
+        "--wait-for-listener",
+        action="store_true",
+        help="start sending the file's lines once the first listener has joined",
+    )
     return parser
 
 
@@ -168,7 +175,9 @@ class Console:
 
 
 async def run_listen(arguments: argparse.Namespace, console: Console) -> int:
-    listener = ListenerClient(arguments.url, arguments.session, arguments.lang, _options(arguments))
+    listener = ListenerClient(
+        arguments.url, arguments.session, arguments.lang, _options(arguments), catch_up=arguments.catch_up
+    )
     printer = asyncio.create_task(console.follow(listener))
     interrupted = await _run(listener, printer, listener.start())
     if interrupted and not listener.state.terminal:
@@ -208,6 +217,10 @@ def _ended_normally(speaker: SpeakerClient) -> bool:
 async def _speak(speaker: SpeakerClient, arguments: argparse.Namespace, console: Console) -> None:
     await speaker.start()
     lines: list[str] = arguments.captions_from or []
+    if lines and arguments.wait_for_listener:
+        console.line("Waiting for a listener before sending captions ...")
+        while (await speaker.status())["listenerCount"] == 0:
+            await asyncio.sleep(LISTENER_POLL_SECONDS)
     for number, text in enumerate(lines, start=1):
         if number > 1:
             await asyncio.sleep(arguments.pace)

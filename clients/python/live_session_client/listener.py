@@ -24,8 +24,19 @@ class ListenerClient(SessionClient):
         print(event.sentence)
     """
 
-    def __init__(self, url: str, session_id: str, language: str, options: ClientOptions | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        session_id: str,
+        language: str,
+        options: ClientOptions | None = None,
+        *,
+        catch_up: bool = False,
+    ) -> None:
+        """`catch_up`: on joining, also get the lines the server still keeps (its last two
+        minutes by default), not only those spoken from now on."""
         super().__init__(url, options)
+        self.catch_up = catch_up
         if not LANGUAGE_PATTERN.fullmatch(language):
             raise ValueError(f"language must be two lowercase letters (ISO 639-1), got {language!r}")
         self.session_id = normalise_session_id(session_id)
@@ -75,6 +86,8 @@ class ListenerClient(SessionClient):
         fields: dict[str, Any] = {"sessionId": self.session_id, "targetLanguage": self.language}
         if self.captions.last_seq is not None:
             fields["lastSeq"] = self.captions.last_seq
+        elif self.catch_up:
+            fields["lastSeq"] = 0
         return fields
 
     def _rejoin(self, after_drop: bool) -> Rejoin:
