@@ -24,9 +24,10 @@ WINDOW_SECONDS = 60
 
 @dataclass(frozen=True)
 class Guesses:
-    answered: int  # guesses that learned something about an id
+    answered: int  # guesses that learned something about an id, in the window of the refusal
     refused_with: str  # the code of the first refused guess
     retry_after: int
+    answered_per_window: dict[int, int]  # window (minute since the epoch, the server's clock) -> answers
 
 
 async def wait_for_a_fresh_window(margin_seconds: float = 20.0) -> None:
@@ -38,16 +39,19 @@ async def wait_for_a_fresh_window(margin_seconds: float = 20.0) -> None:
 
 
 async def guess_until_refused(stack: Stack, address: str, limit: int = 10_000) -> Guesses:
+    """Guesses until refused. Windows are counted by the server's reply timestamps: on a slow
+    machine a burst may spill into the next window, which then has a budget of its own."""
     client = await connect_from(stack, address)
-    answered = 0
+    per_window: dict[int, int] = {}
     try:
         for _ in range(limit):
-            session_id = unknown_session_id()
-            reply = await client.request("joinSession", sessionId=session_id, targetLanguage="es")
+            reply = await client.request("joinSession", 90.0, sessionId=unknown_session_id(), targetLanguage="es")
+            window = int(reply["timestamp"]) // 1000 // WINDOW_SECONDS
             if reply.get("code") != "SESSION_NOT_FOUND":
-                return Guesses(answered, str(reply.get("code")), int(reply.get("retryAfter", 0)))
-            answered += 1
-        return Guesses(answered, "none", 0)
+                answered = per_window.get(window, 0)
+                return Guesses(answered, str(reply.get("code")), int(reply.get("retryAfter", 0)), per_window)
+            per_window[window] = per_window.get(window, 0) + 1
+        return Guesses(0, "none", 0, per_window)
     finally:
         await client.close()
 
@@ -64,9 +68,10 @@ def _main(addresses: int) -> None:
         started = time.monotonic()
         results = asyncio.run(measure(stack, addresses))
         elapsed = time.monotonic() - started
-    per_window = sorted({result.answered for result in results})
+    per_window = sorted({count for result in results for count in result.answered_per_window.values()})
     total = sum(result.answered for result in results)
-    print(f"{addresses} addresses: {total} ids answered in one window ({elapsed:.1f} s), per address {per_window}")
+    print(f"{addresses} addresses: {total} ids answered in the refusals' windows ({elapsed:.1f} s)")
+    print(f"answers per address and window: {per_window}")
     print(f"refusals: {sorted({result.refused_with for result in results})}")
     print(f"=> at most {total * 3600 // WINDOW_SECONDS} ids per hour from {addresses} addresses")
 
