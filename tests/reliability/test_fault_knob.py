@@ -278,3 +278,37 @@ def test_the_control_endpoint_sets_shows_and_clears_management_faults():
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_the_make_fault_command_sets_shows_and_clears(capsys):
+    from local_stack.faults import _main
+
+    plan = FaultPlan()
+
+    async def scenario():
+        runner, port = await _served(plan)
+        try:
+            run = lambda *args: asyncio.to_thread(_main, ["--http-port", str(port), *args])  # noqa: E731
+            assert await run("jwks error; management status=410 count=2") == 0
+            assert [rule.describe() for rule in plan.rules] == ["jwks error", "management gone count=2"]
+            assert await run("dynamodb latency=0.2", "--add") == 0
+            assert len(plan.rules) == 3
+            assert await run() == 0
+            assert await run("dynamodb explode") == 2  # refused before the stack is asked
+            assert len(plan.rules) == 3
+            assert await run("clear") == 0
+            assert plan.rules == []
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    out, err = capsys.readouterr()
+    assert "jwks error  (injected 0)" in out and "no faults" in out
+    assert "effect" in err
+
+
+def test_the_make_fault_command_says_when_no_stack_answers(capsys):
+    from local_stack.faults import _main
+
+    assert _main(["--http-port", "1"]) == 1
+    assert "no local stack answers on port 1" in capsys.readouterr().err
