@@ -470,16 +470,23 @@ class SqsEventSources:
                     break
                 wait_seconds = min(LONG_POLL_SECONDS, max(1, int(remaining)))
             wanted = min(RECEIVE_MAX, source.batch_size - len(messages))
-            answer = await _in_daemon_thread(
-                lambda wanted=wanted, wait_seconds=wait_seconds: sqs.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=wanted,
-                    WaitTimeSeconds=wait_seconds,
-                    AttributeNames=["All"],
-                    MessageSystemAttributeNames=["All"],
-                    MessageAttributeNames=["All"],
+            try:
+                answer = await _in_daemon_thread(
+                    lambda wanted=wanted, wait_seconds=wait_seconds: sqs.receive_message(
+                        QueueUrl=url,
+                        MaxNumberOfMessages=wanted,
+                        WaitTimeSeconds=wait_seconds,
+                        AttributeNames=["All"],
+                        MessageSystemAttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                    )
                 )
-            )
+            except Exception as error:
+                if not messages:
+                    raise
+                # The messages in hand are invisible to everyone else now: deliver them.
+                logger.warning("SQS %s: receiving failed (%s); delivering the batch so far", source.queue.name, error)
+                break
             received = answer.get("Messages") or []
             messages += received
             if deadline is None and messages:
