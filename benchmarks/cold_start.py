@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -27,16 +28,16 @@ RUNS = 5
 _INIT_PROBE = """
 import sys, time, json
 sys.path[0:0] = json.loads(sys.argv[1])
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 import {module}
-print(json.dumps({{"seconds": time.perf_counter() - started}}))
+print(json.dumps({{"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}}))
 """
 _FLOOR_PROBE = """
 import time, json
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 import boto3
 boto3.client("dynamodb", region_name="us-east-1")
-print(json.dumps({"seconds": time.perf_counter() - started}))
+print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}))
 """
 
 
@@ -74,7 +75,7 @@ def ensure_venv() -> Path:
     return python
 
 
-def _time(python: Path, source: str, arguments: list[str], environment: dict[str, str]) -> float:
+def _time(python: Path, source: str, arguments: list[str], environment: dict[str, str]) -> dict[str, float]:
     result = subprocess.run(
         [str(python), "-I", "-c", source, *arguments],  # -I: no user site, no PYTHON* variables
         env=environment,
@@ -84,7 +85,12 @@ def _time(python: Path, source: str, arguments: list[str], environment: dict[str
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "init failed")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _median(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Medians of wall and CPU seconds: CPU is what a busy, shared machine does not distort."""
+    return {key: statistics.median(sample[key] for sample in samples) for key in ("seconds", "cpu")}
 
 
 def measure(function_environments: dict[str, dict[str, str]], runs: int = RUNS) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def measure(function_environments: dict[str, dict[str, str]], runs: int = RUNS) 
     python = ensure_venv()
     layers = [str(BUILD_DIR / layer / "python") for layer in LAYERS if (BUILD_DIR / layer / "python").is_dir()]
     base = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1"}
-    floor = statistics.median(_time(python, _FLOOR_PROBE, [], base) for _ in range(runs))
+    floor = _median([_time(python, _FLOOR_PROBE, [], base) for _ in range(runs)])
     functions: dict[str, Any] = {}
     for function_id, environment in sorted(function_environments.items()):
         code = BUILD_DIR / function_id
@@ -105,16 +111,25 @@ def measure(function_environments: dict[str, dict[str, str]], runs: int = RUNS) 
             continue
         clean = {name: value for name, value in environment.items() if not name.startswith("PYTHON")}
         clean["PATH"] = base["PATH"]
+        probe = _INIT_PROBE.format(module=module)
         try:
-            seconds = statistics.median(
-                _time(python, _INIT_PROBE.format(module=module), [json.dumps([str(code), *layers])], clean)
-                for _ in range(runs)
-            )
+            init = _median([_time(python, probe, [json.dumps([str(code), *layers])], clean) for _ in range(runs)])
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             functions[function_id] = {"error": str(error)}
             continue
-        functions[function_id] = {"init_ms": round(seconds * 1000, 1), "ratio_to_floor": round(seconds / floor, 2)}
-    return {"floor_ms": round(floor * 1000, 1), "runs": runs, "python": str(python), "functions": functions}
+        functions[function_id] = {
+            "init_ms": round(init["seconds"] * 1000, 1),
+            "init_cpu_ms": round(init["cpu"] * 1000, 1),
+            "cpu_ratio_to_floor": round(init["cpu"] / floor["cpu"], 2),
+        }
+    return {
+        "floor_ms": round(floor["seconds"] * 1000, 1),
+        "floor_cpu_ms": round(floor["cpu"] * 1000, 1),
+        "runs": runs,
+        "python": str(python),
+        "machine": platform.machine(),
+        "functions": functions,
+    }
 
 
 def environments_of(processes: dict[int, str]) -> dict[str, dict[str, str]]:
@@ -140,10 +155,16 @@ def print_report(result: dict[str, Any]) -> None:
     if "skipped" in result:
         print(f"  skipped: {result['skipped']}")
         return
-    print(f"  floor (import boto3 + one client): {result['floor_ms']} ms, median of {result['runs']}")
+    print(
+        f"  floor (import boto3 + one client): {result['floor_cpu_ms']} ms CPU ({result['floor_ms']} ms wall),"
+        f" median of {result['runs']}"
+    )
     for function_id, figures in result["functions"].items():
         if "init_ms" in figures:
-            print(f"  {function_id:28} init {figures['init_ms']:7.1f} ms  {figures['ratio_to_floor']:.2f}x floor")
+            print(
+                f"  {function_id:28} init {figures['init_cpu_ms']:7.1f} ms CPU ({figures['init_ms']:.0f} ms wall)"
+                f"  {figures['cpu_ratio_to_floor']:.2f}x floor"
+            )
         else:
             print(f"  {function_id:28} {figures}")
 
