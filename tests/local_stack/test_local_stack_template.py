@@ -21,8 +21,9 @@ def real():
 def test_real_template_routes_are_all_discovered(real):
     assert set(real.api.routes) == {
         "$connect", "$disconnect", "$default", "createSession", "joinSession", "heartbeat",
-        "refreshConnection", "getSessionStatus", "endSession", "leaveSession",
+        "refreshConnection", "getSessionStatus", "endSession", "leaveSession", "sendCaption",
     }  # fmt: skip
+    assert real.api.routes["sendCaption"].function_id == "SendCaptionFunction"
     assert real.api.routes["getSessionStatus"].function_id == "GetSessionStatusFunction"
     assert real.api.routes["$default"].function_id == "DefaultRouteFunction"
     assert real.api.route_selection_expression == "$request.body.action"
@@ -37,7 +38,7 @@ def test_real_template_authorizer_guards_connect_only(real):
 
 
 def test_real_template_functions_have_code_layers_and_timeouts(real):
-    assert len(real.functions) == 12
+    assert len(real.functions) == 14
     sweeper = real.functions["SweeperFunction"]
     assert sweeper.handler == "app.handler"
     assert sweeper.code_dir == REPO_ROOT / "functions" / "sweeper"
@@ -48,7 +49,7 @@ def test_real_template_functions_have_code_layers_and_timeouts(real):
 
 
 def test_real_template_tables_keep_their_schema(real):
-    assert set(real.tables) == {"SessionsTable", "ConnectionsTable", "RateLimitsTable"}
+    assert set(real.tables) == {"SessionsTable", "ConnectionsTable", "RateLimitsTable", "CaptionsTable"}
     (index,) = real.tables["ConnectionsTable"].properties["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "sessionId-targetLanguage-index"
     assert [key["AttributeName"] for key in index["KeySchema"]] == ["sessionId", "targetLanguage"]

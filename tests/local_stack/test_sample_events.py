@@ -44,6 +44,10 @@ EXPECTED_REPLIES: dict[str, list[tuple[str, str | None]]] = {
     "join_session.json": [("error", "SESSION_NOT_FOUND")],
     "leave_session.json": [("error", "INVALID_ACTION")],
     "refresh_connection.json": [("error", "SESSION_NOT_FOUND")],
+    # The connection was never registered, so it speaks for no session.
+    "send_caption.json": [("error", "FORBIDDEN")],
+    # A page of a queued fan-out: it posts to the page's listeners, not to an event's connection.
+    "caption_fan_out.json": [],
 }
 
 
@@ -53,6 +57,8 @@ def function_for(event: dict[str, Any], routes: dict[str, str]) -> str:
         return "AuthorizerFunction"
     if event.get("source") == "aws.events":
         return "SweeperFunction"
+    if (event.get("Records") or [{}])[0].get("eventSource") == "aws:sqs":
+        return "CaptionFanOutFunction"
     return routes[event["requestContext"]["routeKey"]]
 
 
