@@ -25,6 +25,8 @@ JOINERS = int(os.environ.get("RACE_JOINERS", str(CAPACITY * 3 // 2)))  # 45 into
 JOIN_ADDRESSES = int(os.environ.get("RACE_ADDRESSES", "15"))
 # A storm on a shared 2-core machine queues for cores: the replies' wait, not a speed promise.
 STORM_REPLY_SECONDS = 150.0
+# ...and a client that waits that long must heartbeat, or the sweeper rightly closes it as silent.
+KEEPALIVE_SECONDS = 20.0
 
 
 class CountWatcher:
@@ -79,14 +81,14 @@ async def _connect_many(stack: Stack, count: int, addresses: int) -> list[Protoc
 
     async def one(index: int) -> ProtocolClient:
         async with semaphore:
-            return await connect_from(stack, pool[index % addresses])
+            return await connect_from(stack, pool[index % addresses], keepalive=KEEPALIVE_SECONDS)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
 async def test_concurrent_joins_from_many_addresses_fill_exactly_the_capacity(stack: Stack):
     # GIVEN a session with CAPACITY seats and more connected would-be listeners than seats
-    speaker, created = await speaker_with_session(stack)
+    speaker, created = await speaker_with_session(stack, keepalive=KEEPALIVE_SECONDS)
     session_id = created["sessionId"]
     clients = await _connect_many(stack, JOINERS, JOIN_ADDRESSES)
     # WHEN they all join at once
@@ -137,11 +139,13 @@ def _vanish(client: ProtocolClient) -> None:
 
 async def test_mass_disconnects_with_and_without_close_frames_bring_the_count_to_zero(stack: Stack):
     # GIVEN a full session
-    speaker, created = await speaker_with_session(stack)
+    speaker, created = await speaker_with_session(stack, keepalive=KEEPALIVE_SECONDS)
     session_id = created["sessionId"]
     listeners = []
     for batch in range(0, CAPACITY, 5):
-        listeners += await asyncio.gather(*(listener_in(stack, session_id) for _ in range(min(5, CAPACITY - batch))))
+        listeners += await asyncio.gather(
+            *(listener_in(stack, session_id, keepalive=KEEPALIVE_SECONDS) for _ in range(min(5, CAPACITY - batch)))
+        )
     clients = [client for client, _ in listeners]
     await _status_until(speaker, CAPACITY)
     # WHEN they all go at once, half with a close frame and half without
