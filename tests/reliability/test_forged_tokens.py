@@ -79,11 +79,6 @@ async def test_tokens_in_query_and_header_that_disagree_are_refused(stack: Stack
     assert await handshake_status(stack, new_address(), forged["foreign-rsa-key"], bearer=genuine) == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session_manager/auth.py token_of takes the query token and ignores a disagreeing header "
-    "(issue 12 asks for a refusal; the domain is the lead's to change)",
-)
 async def test_a_genuine_query_token_with_a_forged_header_is_refused(stack: Stack, forged: dict[str, str]):
     genuine = stack.new_speaker_token()
     assert await handshake_status(stack, new_address(), genuine, bearer=forged["foreign-rsa-key"]) == 401

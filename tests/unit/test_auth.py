@@ -23,6 +23,7 @@ from session_manager.auth import (
     Unauthorized,
     authorize_connect,
     jwks_url,
+    token_of,
 )
 from tests.unit.harness import LambdaContext, load_function, settings
 
@@ -380,3 +381,23 @@ def test_a_jwks_without_usable_keys_refuses_speakers_as_unauthorized(jwks, verif
 
     with pytest.raises(Unauthorized):
         authorize_connect(connect_event(query_token=token(id_claims())), verifier)
+
+
+def test_a_token_in_the_query_and_the_same_in_the_header_is_one_token():
+    event = {"queryStringParameters": {"token": "abc"}, "headers": {"Authorization": "Bearer abc"}}
+
+    assert token_of(event) == "abc"
+
+
+def test_a_query_token_and_a_different_header_token_are_refused_at_the_handshake():
+    event = {
+        "queryStringParameters": {"token": "genuine"},
+        "headers": {"Authorization": "Bearer forged"},
+        "requestContext": {"identity": {"sourceIp": "203.0.113.7"}},
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/dev/$connect",
+    }
+
+    with pytest.raises(TokenRejectedError):
+        token_of(event)
+    with pytest.raises(Unauthorized):
+        authorize_connect(event, verifier=None)  # refused before any key is looked at

@@ -198,3 +198,8 @@ def test_a_session_id_with_a_trailing_newline_is_trimmed():
     assert parse_join_session({"sessionId": "faithful-shepherd-427\n", "targetLanguage": "es"}).session_id == (
         "faithful-shepherd-427"
     )  # trimmed by normalisation, like any surrounding whitespace
+
+
+def test_a_frame_nested_past_the_recursion_limit_is_an_invalid_action():
+    with pytest.raises(InvalidActionError):
+        parse_body("[" * 100_000 + "]" * 100_000)

@@ -157,24 +157,24 @@ def get_token_verifier() -> TokenVerifier:
 
 def token_of(event: dict[str, Any]) -> str | None:
     """The speaker token: the `token` query parameter (browsers cannot set headers on a
-    WebSocket) or an `Authorization: Bearer` header."""
-    query = event.get("queryStringParameters") or {}
-    if query.get("token"):
-        return query["token"]
+    WebSocket) or an `Authorization: Bearer` header. Both present and different is refused: a
+    handshake must not be let in on one token while something downstream believes the other."""
+    query = (event.get("queryStringParameters") or {}).get("token") or None
     headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
     scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return None
+    header = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    if query and header and query != header:
+        raise TokenRejectedError("Disagreeing tokens")
+    return query or header
 
 
 def authorize_connect(event: dict[str, Any], verifier: TokenVerifier) -> dict[str, Any]:
     """The REQUEST authorizer's answer: Allow a verified speaker or an anonymous listener;
     raise Unauthorized (API Gateway's 401) for a token that does not verify."""
-    token = token_of(event)
-    if token is None:
-        return _allow(event, principal="anonymous", context={"role": Role.LISTENER.value})
     try:
+        token = token_of(event)
+        if token is None:
+            return _allow(event, principal="anonymous", context={"role": Role.LISTENER.value})
         speaker = verifier.verify(token)
     except TokenRejectedError as rejection:
         source = (event.get("requestContext") or {}).get("identity", {}).get("sourceIp")

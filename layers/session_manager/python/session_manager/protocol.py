@@ -137,6 +137,9 @@ def parse_body(body: str | None) -> dict[str, Any]:
         parsed = json.loads(body or "")
     except (TypeError, ValueError):
         raise InvalidActionError("Messages must be JSON objects with an 'action' field.") from None
+    except RecursionError:
+        # Nested past Python's recursion limit: no message of this protocol is deeper than two.
+        raise InvalidActionError("Messages must be flat JSON objects; this one is nested too deeply.") from None
     if not isinstance(parsed, dict):
         raise InvalidActionError("Messages must be JSON objects with an 'action' field.")
     return parsed

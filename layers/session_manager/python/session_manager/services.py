@@ -31,6 +31,7 @@ from session_manager.ratelimit import RateLimiter
 from session_manager.speaker import SpeakerService
 from session_manager.store.caption_queue import SqsCaptionQueue
 from session_manager.store.captions import DynamoDBCaptionStore
+from session_manager.store.clients import rate_limits_dynamodb_client
 from session_manager.store.connections import DynamoDBConnectionStore
 from session_manager.store.dynamodb import DynamoDB
 from session_manager.store.messenger import ManagementApiNotifier
@@ -123,11 +124,13 @@ class Services:
     ) -> Services:
         """The domain over DynamoDB and the @connections API."""
         dynamodb = DynamoDB(dynamodb_client)
+        # Its own client and breaker: RateLimits fails open, so it gets a shorter budget.
+        rate_limits_dynamodb = DynamoDB(dynamodb_client, client_factory=rate_limits_dynamodb_client)
         return cls.over(
             settings,
             sessions=DynamoDBSessionStore(settings.sessions_table, settings.connections_table, dynamodb),
             connections=DynamoDBConnectionStore(settings.connections_table, dynamodb),
-            rate_limits=DynamoDBRateLimitStore(settings.rate_limits_table, dynamodb),
+            rate_limits=DynamoDBRateLimitStore(settings.rate_limits_table, rate_limits_dynamodb),
             captions=DynamoDBCaptionStore(settings.captions_table, dynamodb),
             translator=translator or AmazonTranslator(settings.translate_terminology_names.split(",")),
             caption_queue=SqsCaptionQueue(settings.caption_fanout_queue_url)

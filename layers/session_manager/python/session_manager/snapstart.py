@@ -38,6 +38,7 @@ except ImportError:  # not on Lambda: nothing ever snapshots this process
 # Everything cached per execution environment that must be rebuilt after a restore.
 PER_ENVIRONMENT_CACHES: tuple[Callable[..., object], ...] = (
     clients.dynamodb_client,
+    clients.rate_limits_dynamodb_client,
     clients.management_api_client,
     services.get_services,
     auth.get_token_verifier,

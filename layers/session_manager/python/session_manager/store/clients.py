@@ -9,14 +9,23 @@ from botocore.config import Config
 
 from session_manager.config import get_settings
 
-# botocore's standard retry mode: exponential backoff with jitter, 3 attempts in all, and it
-# already knows which errors are transient (throttling, 5xx, connection resets).
-# Timeouts keep three attempts well inside the functions' 10 s, so a client always hears
-# SERVICE_UNAVAILABLE rather than nothing when DynamoDB hangs.
+# botocore's standard retry mode: exponential backoff with jitter, and it already knows which
+# errors are transient (throttling, 5xx, connection resets). `total_max_attempts` counts the
+# first attempt (botocore's `max_attempts` does not). The budget per request, with backoff, is
+# about 5 s for the session tables and 1.5 s for RateLimits (limiting fails open, so it must fail
+# fast): a join asks both one after the other and still answers SERVICE_UNAVAILABLE inside the
+# function's 10 s when DynamoDB hangs, instead of the gateway's "Internal server error"
+# (docs/decisions.md, 56).
 DYNAMODB_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 2},
     connect_timeout=1,
     read_timeout=2,
+    max_pool_connections=32,
+)
+RATE_LIMITS_DYNAMODB_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=0.5,
+    read_timeout=1,
     max_pool_connections=32,
 )
 # PostToConnection shares an account-wide throttle: give broadcasts a little more patience.
@@ -31,6 +40,11 @@ MANAGEMENT_API_CONFIG = Config(
 @functools.lru_cache(maxsize=1)
 def dynamodb_client():
     return boto3.client("dynamodb", config=DYNAMODB_CONFIG)
+
+
+@functools.lru_cache(maxsize=1)
+def rate_limits_dynamodb_client():
+    return boto3.client("dynamodb", config=RATE_LIMITS_DYNAMODB_CONFIG)
 
 
 @functools.lru_cache(maxsize=4)

@@ -109,15 +109,16 @@ def retry_conflicts(attempt: Callable[[], T], *, retries: int = CONFLICT_RETRIES
 class DynamoDB:
     """A thin wrapper over the low-level client that adds one breaker per table."""
 
-    def __init__(self, client=None) -> None:
+    def __init__(self, client=None, *, client_factory: Callable[[], Any] = dynamodb_client) -> None:
         self._client = client
+        self._client_factory = client_factory
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
 
     @property
     def client(self):
         if self._client is None:
-            self._client = dynamodb_client()
+            self._client = self._client_factory()
         return self._client
 
     def breaker(self, table: str) -> CircuitBreaker:
