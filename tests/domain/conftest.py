@@ -11,7 +11,6 @@ import pytest
 from session_manager.caller import Caller
 from session_manager.config import Settings
 from session_manager.ids import SessionIdGenerator
-from session_manager.languages import NEURAL_VOICE_SNAPSHOT, TRANSLATE_SNAPSHOT, LanguageCatalog
 from session_manager.outcomes import Decision
 from session_manager.protocol import (
     CreateSessionRequest,
@@ -33,16 +32,9 @@ from tests.domain.fakes import (
     FakeTranslator,
     Tables,
 )
+from tests.unit.harness import SnapshotLanguages
 
 _ids = itertools.count(1)
-
-
-class SnapshotLanguages(LanguageCatalog):
-    def _discover_translate(self):
-        return TRANSLATE_SNAPSHOT
-
-    def _discover_neural_voices(self):
-        return NEURAL_VOICE_SNAPSHOT
 
 
 @dataclass
