@@ -29,9 +29,9 @@ from session_manager.ports import (
 )
 from session_manager.ratelimit import RateLimiter
 from session_manager.speaker import SpeakerService
+from session_manager.store import clients
 from session_manager.store.caption_queue import SqsCaptionQueue
 from session_manager.store.captions import DynamoDBCaptionStore
-from session_manager.store.clients import rate_limits_dynamodb_client
 from session_manager.store.connections import DynamoDBConnectionStore
 from session_manager.store.dynamodb import DynamoDB
 from session_manager.store.messenger import ManagementApiNotifier
@@ -125,7 +125,7 @@ class Services:
         """The domain over DynamoDB and the @connections API."""
         dynamodb = DynamoDB(dynamodb_client)
         # Its own client and breaker: RateLimits fails open, so it gets a shorter budget.
-        rate_limits_dynamodb = DynamoDB(dynamodb_client, client_factory=rate_limits_dynamodb_client)
+        rate_limits_dynamodb = DynamoDB(dynamodb_client, client_factory=clients.rate_limits_dynamodb_client)
         return cls.over(
             settings,
             sessions=DynamoDBSessionStore(settings.sessions_table, settings.connections_table, dynamodb),
@@ -156,6 +156,10 @@ def rate_limit_key(settings: Settings, secrets_client=None) -> bytes:
     raise ConfigurationError(
         "RATE_LIMIT_KEY_SECRET or RATE_LIMIT_KEY_SECRET_ARN must be set: rate-limit keys are HMACs under it"
     )
+
+
+# The AWS clients cached per execution environment (snapstart.py drops them after a restore).
+PER_ENVIRONMENT_CLIENTS = (clients.dynamodb_client, clients.rate_limits_dynamodb_client, clients.management_api_client)
 
 
 @functools.lru_cache(maxsize=1)

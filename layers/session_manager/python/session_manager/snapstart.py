@@ -28,7 +28,6 @@ from session_manager import auth, services
 from session_manager.config import get_settings
 from session_manager.ids import SessionIdGenerator
 from session_manager.observability import logger
-from session_manager.store import clients
 
 try:
     from snapshot_restore_py import register_after_restore, register_before_snapshot
@@ -37,9 +36,7 @@ except ImportError:  # not on Lambda: nothing ever snapshots this process
 
 # Everything cached per execution environment that must be rebuilt after a restore.
 PER_ENVIRONMENT_CACHES: tuple[Callable[..., object], ...] = (
-    clients.dynamodb_client,
-    clients.rate_limits_dynamodb_client,
-    clients.management_api_client,
+    *services.PER_ENVIRONMENT_CLIENTS,
     services.get_services,
     auth.get_token_verifier,
 )
