@@ -157,8 +157,6 @@ def test_every_action_with_fields_of_every_type(world, action, data):
         world.spent()
 
 
-
-
 @pytest.mark.parametrize("depth", [50, 900])
 def test_nesting_within_the_recursion_limit_gets_a_safe_reply(world, depth):
     for frame in deeply_nested(depth):
