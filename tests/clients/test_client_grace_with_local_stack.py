@@ -70,10 +70,14 @@ async def test_a_speaker_away_past_the_grace_finds_the_session_ended_and_so_do_i
         assert away.message["reconnectGraceSeconds"] == 2
         # THEN the sweep ends the session for the listener
         ended = await listener_log.state(ClientState.ENDED, timeout=30)
-        assert (ended.reason, ended.sentence) == (
-            "speakerDisconnected",
-            "The speaker disconnected and did not come back, so the session has ended.",
-        )
+        if ClientState.RECONNECTING in listener_log.states():
+            # the loaded test machine dropped the listener too; its rejoin found the session gone
+            assert (ended.reason, ended.sentence) == ("endedWhileAway", STATE_SENTENCES["endedWhileAway"])
+        else:
+            assert (ended.reason, ended.sentence) == (
+                "speakerDisconnected",
+                "The speaker disconnected and did not come back, so the session has ended.",
+            )
         assert not listener_log.notices(NoticeKind.SPEAKER_RETURNED)
         # AND the speaker, back on the network, is told it ended while it was away
         await network.up()
