@@ -145,7 +145,10 @@ def test_invoke_prints_the_return_value(tmp_path):
         "invoke", "--template", str(FIXTURE_TEMPLATE), "--function", "EchoFunction", "--event", str(event)
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"statusCode": 200, "delivered": False}
+    # invoke plays the event's connection: the echo is delivered, and printed on stderr
+    assert json.loads(result.stdout) == {"statusCode": 200, "delivered": True}
+    (reply_line,) = [line for line in result.stderr.splitlines() if "posted to the event's connection" in line]
+    assert json.loads(reply_line.split(": ", 2)[2])["event"]["body"] == "hi"
 
 
 def test_invoke_of_a_raising_handler_exits_non_zero(tmp_path):

@@ -5,6 +5,7 @@ one fixture stack for the module (the stop tests start their own)."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -182,9 +183,12 @@ def test_disconnect_runs_exactly_once(stack, wait_for_record, path):
             with pytest.raises(management.exceptions.GoneException):
                 management.delete_connection(ConnectionId=connection_id)
     elif path == "oversized message":
-        client.send(["y" * (32 * KB)] * 4 + ["y"])  # 128 KB + 1 in frames of 32 KB
+        # The gateway may fail the connection before the client has finished sending.
+        with contextlib.suppress(ConnectionClosed):
+            client.send(["y" * (32 * KB)] * 4 + ["y"])  # 128 KB + 1 in frames of 32 KB
     else:
-        client.send("z" * (32 * KB + 1))
+        with contextlib.suppress(ConnectionClosed):
+            client.send("z" * (32 * KB + 1))
     with pytest.raises(ConnectionClosed):
         client.recv(timeout=10)
     expected = {"client close": 4001, "oversized message": 1009, "oversized frame": 1009}.get(path, 1001)

@@ -107,9 +107,12 @@ def test_scheduled_function_runs_at_schedule_seconds(stack, wait_for_record):
 
 
 def test_metrics_flag_prints_the_emf_lines_and_still_no_empty_metrics_warning(stack):
-    with open_socket(stack) as socket:
-        socket.send(json.dumps({"action": "misbehave", "do": "metrics"}))
-        assert receive_json(socket) == {"metrics": "published"}
+    # MisbehaveFunction's cold start may outlast this stack's 2 s idle timeout on a busy machine.
+    for _ in range(5):
+        with contextlib.suppress(ConnectionClosed), open_socket(stack) as socket:
+            socket.send(json.dumps({"action": "misbehave", "do": "metrics"}))
+            assert receive_json(socket) == {"metrics": "published"}
+            break
     log = Path(stack["logFile"]).read_text()
     (emf_line,) = [line for line in log.splitlines() if "ProbeMetric" in line]
     emf = json.loads(emf_line.split("] ", 1)[1])
