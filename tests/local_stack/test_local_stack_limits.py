@@ -38,6 +38,8 @@ def stack():
         for _ in range(5):
             with contextlib.suppress(ConnectionClosed), open_socket(ready) as socket:
                 echo(socket)
+                socket.send("to the default route")
+                socket.recv(timeout=10)
                 break
         yield ready
 
