@@ -174,8 +174,8 @@ def test_the_allow_policy_covers_the_websocket_method_arn(verifier):
 
     (statement,) = policy["policyDocument"]["Statement"]
     assert statement["Action"] == "execute-api:Invoke"
-    assert statement["Resource"] == "arn:aws:execute-api:us-east-1:123456789012:abc/dev/*"
-    assert fnmatch.fnmatchcase(METHOD_ARN, statement["Resource"])
+    assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:abc/dev/*"]
+    assert fnmatch.fnmatchcase(METHOD_ARN, statement["Resource"][0])
 
 
 def test_a_token_expired_within_the_clock_leeway_is_accepted(verifier):

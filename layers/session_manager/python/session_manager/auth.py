@@ -13,6 +13,9 @@ from urllib.parse import urlparse
 import jwt
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerResponseWebSocket,
+)
 from jwt import PyJWKClient
 
 from session_manager.config import Settings, get_settings
@@ -198,14 +201,11 @@ class Unauthorized(Exception):
 
 
 def _allow(event: dict[str, Any], *, principal: str, context: dict[str, str]) -> dict[str, Any]:
-    # The WebSocket methodArn is arn:...:{apiId}/{stage}/$connect; allow the stage's routes.
-    method_arn = event.get("methodArn", "")
-    resource = method_arn.rsplit("/", 1)[0] + "/*" if "/" in method_arn else method_arn
-    return {
-        "principalId": principal,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource}],
-        },
-        "context": context,
-    }
+    """Allow every route of the stage the handshake is for (the methodArn names `$connect`)."""
+    try:
+        response = APIGatewayAuthorizerResponseWebSocket.from_route_arn(event["methodArn"], principal, context)
+    except (KeyError, ValueError, IndexError):
+        logger.warning("authorizer event without a usable methodArn; refused")
+        raise Unauthorized() from None
+    response.allow_all_routes()
+    return response.asdict()
