@@ -100,7 +100,9 @@ def page_config(
 def _site_files() -> dict[str, Path]:
     """Every file of the site by its URL path (no leading slash)."""
     files = {path.relative_to(WEB_DIR).as_posix(): path for path in WEB_DIR.rglob("*") if path.is_file()}
-    files[f"{CLIENT_DIR_NAME}/{CLIENT_FILE.name}"] = CLIENT_FILE
+    # The client and the modules it imports (caption-order.js), as one directory beside the page.
+    for module in CLIENT_FILE.parent.glob("*.js"):
+        files[f"{CLIENT_DIR_NAME}/{module.name}"] = module
     return files
 
 
