@@ -137,8 +137,33 @@ export interface SpeakerReturned extends Timestamped {
   sessionId: string;
   message: string;
 }
+export interface CaptionAccepted extends Timestamped {
+  type: "captionAccepted";
+  sessionId: string;
+  /** The caption's number in the session, from 1. */
+  seq: number;
+  lineId: string;
+  final: boolean;
+}
+/** A caption as the `caption` event hands it: in seq order, each once (caption-order.js). */
+export interface Caption {
+  type: "caption";
+  sessionId: string;
+  seq: number;
+  /** Default `line-<seq>`; a later caption with the same lineId replaces this line's text. */
+  lineId: string;
+  /** The listener's language. */
+  language: string | null;
+  text: string;
+  /** false: words still being spoken (source-language listeners only). */
+  final: boolean;
+  timestamp: number | null;
+  /** true when this language's translation failed and `text` is the source line. */
+  untranslated: boolean;
+}
 export type ServerMessage =
   | SessionCreated
+  | CaptionAccepted
   | SessionJoined
   | ConnectionRefreshComplete
   | ConnectionWarning
@@ -173,6 +198,8 @@ export interface ClientEvents {
   refreshFailed: { error: ClientError };
   reconnected: SessionJoined | ConnectionRefreshComplete;
   reconnectFailed: { error: ClientError; attempt: number };
+  /** Listeners: each caption once, in seq order (a line ahead of a gap waits captionReorderWindowMs at most). */
+  caption: Caption;
 }
 
 export interface ClientOptions {
@@ -192,6 +219,8 @@ export interface ClientOptions {
   giveUpAfterSeconds?: number;
   /** The translatable texts; default MESSAGES. */
   messages?: Messages;
+  /** Listeners: how long a caption ahead of a gap waits for the ones before it (default 1000). */
+  captionReorderWindowMs?: number;
   /** Returns [0, 1); default Math.random (tests pass their own). */
   random?: () => number;
 }
@@ -222,6 +251,8 @@ export declare class SpeakerClient extends SessionClient {
   resumeSession(sessionId: string): Promise<ConnectionRefreshComplete>;
   getSessionStatus(): Promise<SessionStatus>;
   endSession(): Promise<SessionEnded>;
+  /** Rejects with CONNECTION_LOST (not resent) when the connection drops before the answer. */
+  sendCaption(text: string, options?: { final?: boolean; lineId?: string }): Promise<CaptionAccepted>;
 }
 
 export declare class ListenerClient extends SessionClient {
@@ -230,6 +261,9 @@ export declare class ListenerClient extends SessionClient {
   readonly sourceLanguage: string | null;
   /** True between speakerAway and speakerReturned. */
   readonly speakerAway: boolean;
-  joinSession(request: { sessionId: string; targetLanguage: string }): Promise<SessionJoined>;
+  /** The highest caption seq shown, or null: sent as `lastSeq` on every rejoin and refresh. */
+  readonly lastSeq: number | null;
+  /** `lastSeq`: resume after the last caption already shown (the server replays the kept lines after it). */
+  joinSession(request: { sessionId: string; targetLanguage: string; lastSeq?: number }): Promise<SessionJoined>;
   leaveSession(): Promise<SessionLeft>;
 }

@@ -13,7 +13,12 @@
 //   both during the overlap are delivered once;
 // - after an unexpected drop reconnects with exponential backoff and full jitter (a listener rejoins
 //   its session and language, a speaker reclaims its session), and gives up after
-//   `giveUpAfterSeconds` in the state "failed".
+//   `giveUpAfterSeconds` in the state "failed";
+// - a listener gets `caption` events in seq order, each once, across refreshes and rejoins (it
+//   sends the last seq it showed as `lastSeq`, so the server replays what it missed); the rules
+//   are in caption-order.js, which the page serves beside this file.
+
+import { CaptionSequencer, DEFAULT_REORDER_WINDOW_MS, captionFromMessage } from "./caption-order.js";
 
 /** Connection states, in the words a page shows through MESSAGES.states. */
 export const State = Object.freeze({
@@ -314,6 +319,7 @@ const DEFAULTS = Object.freeze({
   connectTimeoutSeconds: 15,
   backoff: Object.freeze({ initialDelaySeconds: 1, maxDelaySeconds: 30 }),
   giveUpAfterSeconds: 300,
+  captionReorderWindowMs: DEFAULT_REORDER_WINDOW_MS,
 });
 
 // One WebSocket: requests answered in order, the heartbeat, and the close that tells its owner.
@@ -520,6 +526,7 @@ class SessionClient extends Emitter {
     this.lastError = null;
     this._refreshing = null;
     this._reconnecting = null;
+    this._reclaiming = null;
     this._recent = new Map();
     this._overlapUntil = 0;
     this._stopped = false;
@@ -579,7 +586,8 @@ class SessionClient extends Emitter {
 
   _receive(connection, message) {
     const current = connection === this.connection;
-    const candidate = this._refreshing?.connection === connection;
+    // A rejoining connection's replayed captions follow its reply at once, before it is current.
+    const candidate = this._refreshing?.connection === connection || this._reclaiming === connection;
     if (!current && !candidate && Date.now() > this._overlapUntil) return;
     if (Date.now() <= this._overlapUntil || this._refreshing) {
       const key = deliveryKey(message);
@@ -699,12 +707,15 @@ class SessionClient extends Emitter {
       let connection = null;
       try {
         connection = await this._openConnection(attempt >= 2);
+        this._reclaiming = connection;
         const reply = await this._reclaim(connection);
+        this._reclaiming = null;
         this.connection = connection;
         this._setState(State.LIVE, { reconnected: true });
         this._emit("reconnected", reply);
         return;
       } catch (error) {
+        this._reclaiming = null;
         connection?.close();
         this.lastError = error;
         this._emit("reconnectFailed", { error, attempt });
@@ -800,6 +811,23 @@ export class SpeakerClient extends SessionClient {
     return (await this._live()).request({ action: "getSessionStatus" }, ["sessionStatus"]);
   }
 
+  /**
+   * Sends a caption line; resolves with captionAccepted ({seq, lineId, final}). `final: false`
+   * marks words still being spoken: a later line with the same `lineId` replaces it. A line whose
+   * connection drops before the answer rejects with CONNECTION_LOST and is not sent again by
+   * itself: it may have gone out, and a copy would get a new seq (decision 49).
+   * @param {string} text
+   * @param {{final?: boolean, lineId?: string}} [options]
+   */
+  async sendCaption(text, { final = true, lineId } = {}) {
+    if (typeof text !== "string") throw new TypeError("sendCaption: text must be a string");
+    if (typeof final !== "boolean") throw new TypeError("sendCaption: final must be true or false");
+    if (lineId !== undefined && typeof lineId !== "string") throw new TypeError("sendCaption: lineId must be a string");
+    const payload = { action: "sendCaption", text, final };
+    if (lineId !== undefined) payload.lineId = lineId;
+    return (await this._live()).request(payload, ["captionAccepted"]);
+  }
+
   /** Ends the session for everyone; resolves with the sessionEnded message. */
   async endSession() {
     const ended = await (await this._live()).request({ action: "endSession" }, ["sessionEnded"]);
@@ -832,6 +860,8 @@ export class ListenerClient extends SessionClient {
     this.targetLanguage = null;
     this.sourceLanguage = null;
     this.speakerAway = false;
+    this._captions = new CaptionSequencer({ reorderWindowMs: this.options.captionReorderWindowMs });
+    this._captionTimer = null;
     this.on("speakerAway", () => {
       this.speakerAway = true;
     });
@@ -844,16 +874,26 @@ export class ListenerClient extends SessionClient {
     await this._ensureConnection();
   }
 
+  /** The highest caption seq shown (null before the first): what a rejoin sends as `lastSeq`. */
+  get lastSeq() {
+    return this._captions.lastSeq;
+  }
+
   /**
    * Joins; the id is forgiven its case, spaces and a missing hyphen (normalizeSessionId).
-   * @param {{sessionId: string, targetLanguage: string}} request
+   * `lastSeq`: the last caption already shown (a page reload or a new client for the same seat);
+   * the server replays the kept lines after it.
+   * @param {{sessionId: string, targetLanguage: string, lastSeq?: number}} request
    */
-  async joinSession({ sessionId, targetLanguage }) {
+  async joinSession({ sessionId, targetLanguage, lastSeq }) {
+    if (lastSeq !== undefined && lastSeq !== null && !(Number.isSafeInteger(lastSeq) && lastSeq >= 0)) {
+      throw new TypeError("joinSession: lastSeq must be an integer >= 0");
+    }
     const connection = await this._ensureConnection();
-    const joined = await connection.request(
-      { action: "joinSession", sessionId: normalizeSessionId(sessionId) ?? sessionId, targetLanguage },
-      ["sessionJoined"],
-    );
+    this._resetCaptions(lastSeq ?? null);
+    const payload = { action: "joinSession", sessionId: normalizeSessionId(sessionId) ?? sessionId, targetLanguage };
+    if (lastSeq !== undefined && lastSeq !== null) payload.lastSeq = lastSeq;
+    const joined = await connection.request(payload, ["sessionJoined"]);
     this._joined(joined);
     this._setState(State.LIVE);
     return joined;
@@ -880,7 +920,36 @@ export class ListenerClient extends SessionClient {
 
   _ended(message) {
     this.speakerAway = false;
+    // Nothing will fill a gap any more: the lines held for one are shown before the end.
+    if (this.state !== State.ENDED) this._showCaptions(this._captions.flush());
     super._ended(message);
+  }
+
+  _handle(connection, message) {
+    if (message.type !== "caption") return super._handle(connection, message);
+    this._showCaptions(this._captions.accept(captionFromMessage(message)));
+    this._emit("message", message);
+  }
+
+  _resetCaptions(lastSeq) {
+    clearTimeout(this._captionTimer);
+    this._captionTimer = null;
+    this._captions = new CaptionSequencer({ reorderWindowMs: this.options.captionReorderWindowMs, lastSeq });
+  }
+
+  _showCaptions(ready) {
+    for (const caption of ready) this._emit("caption", caption);
+    clearTimeout(this._captionTimer);
+    this._captionTimer = null;
+    const deadline = this._captions.nextDeadline();
+    if (deadline === null || this._stopped) return;
+    this._captionTimer = setTimeout(() => this._showCaptions(this._captions.releaseDue()), Math.max(0, deadline - Date.now()));
+  }
+
+  // Every way back names the last line shown, so the server replays exactly the missed ones. A
+  // listener that has shown none yet asks from 0: a line from just before its join beats a lost one.
+  _lastSeqField() {
+    return { lastSeq: this._captions.lastSeq ?? 0 };
   }
 
   _refreshPayload(notice) {
@@ -889,13 +958,20 @@ export class ListenerClient extends SessionClient {
       role: "listener",
       sessionId: this.sessionId,
       targetLanguage: notice?.targetLanguage ?? this.targetLanguage,
+      ...this._lastSeqField(),
     };
+  }
+
+  close() {
+    clearTimeout(this._captionTimer);
+    this._captionTimer = null;
+    super.close();
   }
 
   async _reclaim(connection) {
     // A new seat through the normal door: the dropped connection's seat is released by its close.
     const joined = await connection.request(
-      { action: "joinSession", sessionId: this.sessionId, targetLanguage: this.targetLanguage },
+      { action: "joinSession", sessionId: this.sessionId, targetLanguage: this.targetLanguage, ...this._lastSeqField() },
       ["sessionJoined"],
     );
     this._joined(joined);

@@ -66,13 +66,13 @@ test("a refresh delivers a broadcast that reaches both connections once, and one
   const [, fresh] = server.sockets;
   assert.ok(fresh, "a second connection was opened");
   // The same broadcast on both (each with its own timestamp), then one the old one still carried.
-  send(fresh, { type: "caption", text: "uno" });
-  send(old, { type: "caption", text: "uno", timestamp: Date.now() + 1 });
-  send(old, { type: "caption", text: "dos" });
-  send(fresh, { type: "caption", text: "tres" });
+  send(fresh, { type: "caption", seq: 1, text: "uno" });
+  send(old, { type: "caption", seq: 1, text: "uno", timestamp: Date.now() + 1 });
+  send(old, { type: "caption", seq: 2, text: "dos" });
+  send(fresh, { type: "caption", seq: 3, text: "tres" });
   await until(() => captions.length >= 3, "three captions");
   await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.deepEqual(captions.sort(), ["dos", "tres", "uno"]);
+  assert.deepEqual(captions, ["uno", "dos", "tres"]);
   await until(() => old.readyState === WebSocket.CLOSED, "the old connection to close");
   assert.deepEqual(states, ["connecting", "connected", "live"], "no visible break");
 });
@@ -126,7 +126,8 @@ test("a heartbeat that is never acknowledged counts the connection as dead and t
   ackHeartbeats = true;
   await listener.once("reconnected");
   assert.equal(listener.state, State.LIVE);
-  assert.deepEqual(joins.at(-1), { action: "joinSession", sessionId: "faithful-shepherd-427", targetLanguage: "fr" });
+  // No caption shown yet: the rejoin asks for every kept line (docs/clients.md, captions in order).
+  assert.deepEqual(joins.at(-1), { action: "joinSession", sessionId: "faithful-shepherd-427", targetLanguage: "fr", lastSeq: 0 });
 });
 
 test("reconnecting waits a jittered, growing delay and gives up after the bound in the state failed", async (t) => {
