@@ -1,6 +1,7 @@
 // The listener view: join by id (typed, or filled in from the QR link), pick a language by its own
 // name (remembered), see the state in plain words, keep the screen awake, rejoin by itself.
 import { ListenerClient, MESSAGES, State, describeError, normalizeSessionId } from "./client/live-translation-client.js";
+import { createCaptionsView } from "./captions-view.js";
 import { fillLanguages, heartbeatOptions, loadConfig, ownName, showOnly } from "./page-config.js";
 
 const LANGUAGE_KEY = "liveTranslation.targetLanguage";
@@ -10,6 +11,10 @@ const $ = (id) => document.getElementById(id);
 let config;
 let client = null;
 let wakeLock = null;
+let captionsView;
+// The seat whose captions are on screen and the last one shown: a new client for the same seat
+// (Try again after giving up) resumes after it instead of showing lines twice or losing some.
+let shownUpTo = null;
 
 function remembered(key) {
   try {
@@ -93,18 +98,11 @@ function newClient() {
     showState(State.ENDED, MESSAGES.states.ended);
     $("join-another").focus();
   });
-  listener.on("caption", (message) => showCaption(message));
+  listener.on("caption", (caption) => {
+    captionsView.show(caption);
+    shownUpTo = { sessionId: listener.sessionId, targetLanguage: listener.targetLanguage, lastSeq: listener.lastSeq };
+  });
   return listener;
-}
-
-function showCaption(message) {
-  const area = $("captions");
-  area.querySelector(".placeholder")?.remove();
-  const line = document.createElement("p");
-  line.textContent = message.text ?? "";
-  line.lang = client?.targetLanguage ?? "";
-  area.append(line);
-  while (area.childElementCount > 50) area.firstElementChild.remove();
 }
 
 async function join(event) {
@@ -124,8 +122,14 @@ async function join(event) {
   $("join-button").disabled = true;
   client?.close();
   client = newClient();
+  const sameSeat = shownUpTo?.sessionId === sessionId && shownUpTo?.targetLanguage === targetLanguage;
+  if (!sameSeat) {
+    shownUpTo = null;
+    captionsView.clear();
+  }
   try {
-    const joined = await client.joinSession({ sessionId, targetLanguage });
+    const joined = await client.joinSession({ sessionId, targetLanguage, ...(sameSeat ? { lastSeq: shownUpTo.lastSeq } : {}) });
+    captionsView.setSourceLanguage(joined.sourceLanguage);
     $("session-id").value = joined.sessionId;
     $("listening-summary").textContent = `Session ${joined.sessionId}, in ${ownName(joined.targetLanguage)}.`;
     $("listening-summary").lang = "";
@@ -146,6 +150,8 @@ async function join(event) {
 function leave() {
   client?.close();
   client = null;
+  shownUpTo = null;
+  captionsView.clear();
   letScreenSleep();
   clearError();
   showState(State.IDLE, MESSAGES.states.idle);
@@ -154,6 +160,15 @@ function leave() {
 }
 
 async function start() {
+  // First, so that a dim room never sees a white page flash.
+  captionsView = createCaptionsView({
+    log: $("captions"),
+    smaller: $("caption-smaller"),
+    larger: $("caption-larger"),
+    sizeStatus: $("caption-size"),
+    theme: $("theme-toggle"),
+    latest: $("captions-latest"),
+  });
   try {
     config = await loadConfig();
   } catch {

@@ -5,6 +5,7 @@ import qrcode from "./vendor/qrcode-generator-2.0.4.mjs";
 import { MESSAGES, SpeakerClient, State, describeError } from "./client/live-translation-client.js";
 import { fillLanguages, heartbeatOptions, listenerLink, loadConfig, ownName, showOnly } from "./page-config.js";
 import { createSpeakerAuth } from "./speaker-auth.js";
+import { createDictation } from "./dictation.js";
 
 const SESSION_KEY = "liveTranslation.speakerSession";
 const SOURCE_KEY = "liveTranslation.sourceLanguage";
@@ -15,6 +16,12 @@ let config;
 let auth;
 let client = null;
 let statusTimer = null;
+let dictation = null;
+// Lines typed or pasted, sent one at a time in order (the server allows CAPTIONS_PER_SECOND).
+const captionQueue = [];
+let sendingCaptions = false;
+const MAX_CAPTION_CHARS = 2000;
+const SENT_SHOWN = 30;
 
 function stored(storage, key) {
   try {
@@ -82,6 +89,8 @@ function hideNotice() {
 
 function ended(text) {
   stopStatus();
+  dictation?.stop();
+  captionQueue.length = 0;
   store(sessionStorage, SESSION_KEY, null);
   $("ended-reason").textContent = text;
   showOnly(VIEWS, "ended-view");
@@ -105,6 +114,112 @@ function showSession(sessionId) {
   showOnly(VIEWS, "live-view");
   renderCounts({ listenerCount: 0, languageDistribution: {} });
   startStatus();
+  startCaptions();
+}
+
+/** The lines of what was typed or pasted, each within the server's 2,000 characters. */
+function captionLines(text) {
+  const lines = [];
+  for (const line of text.split(/\r?\n/).map((part) => part.replace(/\s+/g, " ").trim())) {
+    let rest = line;
+    while (rest.length > MAX_CAPTION_CHARS) {
+      const cut = rest.lastIndexOf(" ", MAX_CAPTION_CHARS);
+      const at = cut > 0 ? cut : MAX_CAPTION_CHARS;
+      lines.push(rest.slice(0, at).trim());
+      rest = rest.slice(at).trim();
+    }
+    if (rest) lines.push(rest);
+  }
+  return lines;
+}
+
+function captionStatus(text) {
+  $("caption-status").textContent = text;
+}
+
+function addSent(text, seq) {
+  const item = document.createElement("li");
+  item.value = seq;
+  item.dataset.seq = String(seq);
+  item.textContent = text;
+  $("sent-captions").append(item);
+  while ($("sent-captions").childElementCount > SENT_SHOWN) $("sent-captions").firstElementChild.remove();
+  item.scrollIntoView({ block: "nearest" });
+}
+
+async function drainCaptions() {
+  if (sendingCaptions) return;
+  sendingCaptions = true;
+  try {
+    while (captionQueue.length && client) {
+      if (captionQueue.length > 1) captionStatus(`Sending… ${captionQueue.length} lines waiting.`);
+      if (client.state === State.RECONNECTING) {
+        // Not sent yet, so nothing can go out twice: wait for the session to be taken back.
+        captionStatus(`Reconnecting… ${captionQueue.length} lines will be sent when the connection is back.`);
+        const waiting = client;
+        await new Promise((resolve) => {
+          const off = waiting.on("state", ({ state }) => {
+            if (state !== State.RECONNECTING) {
+              off();
+              resolve();
+            }
+          });
+        });
+        continue;
+      }
+      const text = captionQueue[0];
+      try {
+        const accepted = await client.sendCaption(text);
+        captionQueue.shift();
+        addSent(text, accepted.seq);
+      } catch (error) {
+        if (error.code === "RATE_LIMIT_EXCEEDED") {
+          // Refused lines were not numbered: sending them again cannot show anything twice.
+          await new Promise((resolve) => setTimeout(resolve, (error.retryAfter || 1) * 1000));
+          continue;
+        }
+        // Not sent (or not known to be): back into the box, for the speaker to check and send.
+        const unsent = captionQueue.splice(0).join("\n");
+        $("caption-text").value = [unsent, $("caption-text").value].filter(Boolean).join("\n");
+        captionStatus(`Not sent: ${error.sentence ?? error.message} Press Send to try again.`);
+        return;
+      }
+    }
+    captionStatus("");
+  } finally {
+    sendingCaptions = false;
+  }
+}
+
+function sendTyped(event) {
+  event?.preventDefault();
+  const lines = captionLines($("caption-text").value);
+  $("caption-text").value = "";
+  if (!lines.length) return;
+  captionQueue.push(...lines);
+  drainCaptions();
+}
+
+function startCaptions() {
+  $("sent-captions").replaceChildren();
+  captionStatus("");
+  dictation?.stop();
+  dictation = createDictation({
+    language: client?.session?.sourceLanguage ?? $("source-language").value,
+    send: async (text, options) => {
+      if (!client) throw new Error("The session is not live.");
+      const accepted = await client.sendCaption(text, options);
+      if (options.final) addSent(text, accepted.seq);
+      return accepted;
+    },
+    onStatus: ({ running, text }) => {
+      $("dictation-button").setAttribute("aria-pressed", String(running));
+      $("dictation-button").textContent = running ? "Stop dictation" : "Start dictation";
+      captionStatus(text);
+    },
+  });
+  // Without speech recognition the button is not offered; typing works everywhere.
+  $("dictation-button").hidden = !dictation.supported;
 }
 
 function renderCounts(status) {
@@ -237,6 +352,11 @@ async function start() {
   }
   $("create-form").addEventListener("submit", create);
   $("end-button").addEventListener("click", askToEnd);
+  $("caption-form").addEventListener("submit", sendTyped);
+  $("caption-text").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) sendTyped(event);
+  });
+  $("dictation-button").addEventListener("click", () => (dictation?.running ? dictation.stop() : dictation?.start()));
   $("end-dialog").addEventListener("close", endForEveryone);
   $("new-session").addEventListener("click", () => {
     clearError();

@@ -1,0 +1,239 @@
+// Live captions in real Chromium against the local stack (its Translate emulator marks each line
+// with its language: `[es] ...`): a speaker types and pastes lines, two listeners in different
+// languages read them in order, a listener whose network is cut reads the missed lines after it
+// rejoins, once each; the captions view's size, theme and reduced motion; no serious axe finding.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { startStack } from "../../clients/js/test/support/local-stack.js";
+import { DESKTOP, PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, warmUp } from "./support.js";
+
+const skip = browserSkipReason() ?? false;
+const PARAMETERS = {
+  HEARTBEAT_INTERVAL_SECONDS: "1",
+  HEARTBEAT_TIMEOUT_SECONDS: "60",
+  RATE_LIMIT_HEARTBEATS_PER_MIN: "200",
+};
+
+/** In the page before its scripts: no speech recognition at all, or a scripted one (`hear`). */
+function withoutSpeechRecognition() {
+  delete globalThis.SpeechRecognition;
+  delete globalThis.webkitSpeechRecognition;
+}
+function withScriptedSpeechRecognition() {
+  delete globalThis.SpeechRecognition;
+  globalThis.webkitSpeechRecognition = class extends EventTarget {
+    start() {
+      globalThis.recognizer = this;
+    }
+    stop() {
+      this.dispatchEvent(new Event("end"));
+    }
+  };
+  globalThis.hear = (resultIndex, results) => {
+    const event = new Event("result");
+    event.resultIndex = resultIndex;
+    event.results = results.map(([transcript, isFinal]) => Object.assign([{ transcript }], { isFinal }));
+    globalThis.recognizer.dispatchEvent(event);
+  };
+}
+
+async function speakerWithSession(browser, stack, speech = withoutSpeechRecognition) {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  await context.addInitScript(speech);
+  const page = await context.newPage();
+  await page.goto(new URL("speaker.html", stack.info.pageUrl).href);
+  await page.getByRole("button", { name: "Sign in as the demo speaker" }).click();
+  await page.getByLabel("Language you will speak").selectOption("en");
+  await page.getByRole("button", { name: "Start session" }).click();
+  await page.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
+  return { context, page, sessionId: await page.locator("#session-id").textContent() };
+}
+
+async function listenerIn(browser, stack, sessionId, language, { reducedMotion = "no-preference" } = {}) {
+  const context = await browser.newContext({ viewport: PHONE, reducedMotion });
+  const page = await context.newPage();
+  await page.goto(`${stack.info.pageUrl}?session=${sessionId}`);
+  await page.locator("body[data-ready=true]").waitFor();
+  await page.getByLabel("Your language").selectOption(language);
+  await page.getByRole("button", { name: "Join" }).click();
+  await page.locator("#listening-view").waitFor();
+  await page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "live");
+  return { context, page };
+}
+
+async function typeLine(page, text) {
+  await page.getByLabel("Type or paste what you say").fill(text);
+  await page.getByLabel("Type or paste what you say").press("Enter");
+}
+
+async function sentCount(page, count) {
+  await page.waitForFunction((expected) => document.querySelectorAll("#sent-captions li").length === expected, count);
+}
+
+const shownLines = (page) =>
+  page.evaluate(() => [...document.querySelectorAll("#captions .caption-line")].map((line) => ({ seq: Number(line.dataset.seq), text: line.querySelector(".caption-text").textContent, lang: line.lang })));
+
+async function waitForLines(page, texts) {
+  await page.waitForFunction(
+    (expected) => JSON.stringify([...document.querySelectorAll("#captions .caption-line .caption-text")].map((line) => line.textContent)) === JSON.stringify(expected),
+    texts,
+  );
+}
+
+describe("captions in the page", { skip }, () => {
+  let stack;
+  let browser;
+
+  before(async () => {
+    stack = await startStack({ parameters: PARAMETERS, scheduleSeconds: 1 });
+    browser = await launchChromium();
+    await warmUp(stack);
+  });
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  test("typed and pasted lines reach two languages in order; a listener cut off reads the missed lines once after it rejoins", async () => {
+    const speaker = await speakerWithSession(browser, stack);
+    const spanish = await listenerIn(browser, stack, speaker.sessionId, "es");
+    const french = await listenerIn(browser, stack, speaker.sessionId, "fr");
+    assert.equal(await speaker.page.locator("#dictation-button").isHidden(), true, "a browser without speech recognition does not offer dictation");
+
+    await typeLine(speaker.page, "Grace and peace to you");
+    await typeLine(speaker.page, "  from God our Father  ");
+    await speaker.page.getByLabel("Type or paste what you say").fill("and the Lord\n\nJesus Christ");
+    await speaker.page.getByRole("button", { name: "Send" }).click();
+    await sentCount(speaker.page, 4);
+    const spoken = ["Grace and peace to you", "from God our Father", "and the Lord", "Jesus Christ"];
+    assert.deepEqual(await speaker.page.locator("#sent-captions li").allTextContents(), spoken);
+    await waitForLines(spanish.page, spoken.map((line) => `[es] ${line}`));
+    await waitForLines(french.page, spoken.map((line) => `[fr] ${line}`));
+    assert.deepEqual(
+      (await shownLines(french.page)).map(({ lang }) => lang),
+      ["fr", "fr", "fr", "fr"],
+    );
+
+    await french.context.setOffline(true);
+    await french.page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "reconnecting");
+    const missed = ["Blessed be the God", "and Father of our Lord"];
+    for (const line of missed) await typeLine(speaker.page, line);
+    await sentCount(speaker.page, 6);
+    await waitForLines(spanish.page, [...spoken, ...missed].map((line) => `[es] ${line}`));
+    await french.context.setOffline(false);
+    await french.page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "live");
+    await typeLine(speaker.page, "Amen");
+    const everything = [...spoken, ...missed, "Amen"];
+    await waitForLines(french.page, everything.map((line) => `[fr] ${line}`));
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // room for a duplicate to show up
+    const shown = await shownLines(french.page);
+    assert.deepEqual(
+      shown.map(({ text }) => text),
+      everything.map((line) => `[fr] ${line}`),
+      "every line once, in order",
+    );
+    const seqs = shown.map(({ seq }) => seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+    assert.equal(new Set(seqs).size, seqs.length);
+
+    await screenshot(french.page, "listener-captions-dark-phone");
+    assert.deepEqual(await accessibilityViolations(french.page), [], "listener with captions, dark theme");
+    assert.deepEqual(await accessibilityViolations(speaker.page), [], "speaker with sent lines");
+    await screenshot(speaker.page, "speaker-captions-desktop");
+    for (const side of [speaker, spanish, french]) await side.context.close();
+  });
+
+  test("dictation: the words still being spoken show as one line for the source language, replaced by the final words", async () => {
+    const speaker = await speakerWithSession(browser, stack, withScriptedSpeechRecognition);
+    const english = await listenerIn(browser, stack, speaker.sessionId, "en");
+    const spanish = await listenerIn(browser, stack, speaker.sessionId, "es");
+    const button = speaker.page.getByRole("button", { name: "Start dictation" });
+    await button.click();
+    assert.equal(await speaker.page.getByRole("button", { name: "Stop dictation" }).getAttribute("aria-pressed"), "true");
+    await speaker.page.evaluate(() => globalThis.hear(0, [["In the beg", false]]));
+    await english.page.locator("#captions .caption-line.partial").filter({ hasText: "In the beg" }).waitFor();
+    await speaker.page.evaluate(() => globalThis.hear(0, [["In the beginning was the Word", true]]));
+    await waitForLines(english.page, ["In the beginning was the Word"]);
+    assert.equal(await english.page.locator("#captions .caption-line.partial").count(), 0, "the partial line was replaced, not kept");
+    await waitForLines(spanish.page, ["[es] In the beginning was the Word"]);
+    const [spanishLine] = await shownLines(spanish.page);
+    assert.equal(spanishLine.seq, 2, "the partial (seq 1) never reached Spanish");
+    await speaker.page.getByRole("button", { name: "Stop dictation" }).click();
+    await speaker.page.getByRole("button", { name: "Start dictation" }).waitFor();
+    for (const side of [speaker, english, spanish]) await side.context.close();
+  });
+
+  test("the captions are dark and large by default, resizable, remembered, and still without motion when asked", async () => {
+    const speaker = await speakerWithSession(browser, stack);
+    const listener = await listenerIn(browser, stack, speaker.sessionId, "en", { reducedMotion: "reduce" });
+    const page = listener.page;
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+    assert.equal(await page.getByRole("button", { name: "Dark theme" }).getAttribute("aria-pressed"), "true");
+    const fontSize = () => page.evaluate(() => parseFloat(getComputedStyle(document.getElementById("captions")).fontSize));
+    const before = await fontSize();
+    assert.ok(before >= 28, `captions start large (${before} px)`);
+    await page.getByRole("button", { name: "Larger captions" }).click();
+    await page.getByRole("button", { name: "Larger captions" }).click();
+    const larger = await fontSize();
+    assert.ok(larger > before, `${larger} > ${before}`);
+    await page.getByRole("button", { name: "Dark theme" }).click();
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "light");
+
+    for (let line = 1; line <= 12; line++) await typeLine(speaker.page, `Line ${line} of a long reading that wraps on a phone`);
+    await waitForLines(
+      page,
+      Array.from({ length: 12 }, (_, index) => `Line ${index + 1} of a long reading that wraps on a phone`),
+    );
+    const view = await page.evaluate(() => {
+      const log = document.getElementById("captions");
+      const last = log.lastElementChild.getBoundingClientRect();
+      const box = log.getBoundingClientRect();
+      return { scrolls: log.scrollHeight > log.clientHeight, lastInView: last.bottom <= box.bottom + 1 && last.top >= box.top - 1, animation: getComputedStyle(log.lastElementChild).animationName };
+    });
+    assert.deepEqual(view, { scrolls: true, lastInView: true, animation: "none" });
+    assert.deepEqual(await accessibilityViolations(page), [], "listener, light theme, larger text");
+
+    await page.reload();
+    await page.locator("body[data-ready=true]").waitFor();
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "light", "the chosen theme is remembered");
+    assert.equal(await fontSize(), larger, "the chosen size is remembered");
+    await speaker.context.close();
+    await listener.context.close();
+  });
+});
+
+describe("an untranslated line in the page", { skip }, () => {
+  let stack;
+  let browser;
+
+  before(async () => {
+    // A terminology the local Translate does not have: every translation fails (decision 50).
+    process.env.LOCAL_TRANSLATE_TERMINOLOGIES = "bible-books";
+    try {
+      stack = await startStack({ parameters: { ...PARAMETERS, TRANSLATE_TERMINOLOGY_NAMES: "misspelt-books" } });
+    } finally {
+      delete process.env.LOCAL_TRANSLATE_TERMINOLOGIES;
+    }
+    browser = await launchChromium();
+    await warmUp(stack);
+  });
+  after(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  test("a line whose translation failed is shown as spoken, in the speaker's language, with a plain notice", async () => {
+    const speaker = await speakerWithSession(browser, stack);
+    const spanish = await listenerIn(browser, stack, speaker.sessionId, "es");
+    await typeLine(speaker.page, "The grace of our Lord");
+    await waitForLines(spanish.page, ["The grace of our Lord"]);
+    const line = spanish.page.locator("#captions .caption-line");
+    assert.equal(await line.getAttribute("lang"), "en", "read out as English, not as Spanish");
+    assert.equal(await line.locator(".caption-note").textContent(), "Not translated: shown as spoken.");
+    assert.deepEqual(await accessibilityViolations(spanish.page), []);
+    await screenshot(spanish.page, "listener-untranslated-phone");
+    await speaker.context.close();
+    await spanish.context.close();
+  });
+});
