@@ -186,7 +186,8 @@ def test_an_invocation_starved_of_cpu_is_not_timed_out(tmp_path, pools):
         result = pool.invoke({"cpu": 0.8})
         starved_for = time.monotonic() - started
     assert result["pid"] in pool.worker_pids()
-    assert starved_for > 1.5  # the premise: its Timeout would have passed on the wall clock
+    if starved_for <= 1.5:  # the premise: its Timeout would have passed on the wall clock
+        pytest.skip(f"the busy processes did not starve the worker ({starved_for:.2f} s); nothing was shown")
 
 
 def test_an_invocation_past_its_timeout_is_stopped(tmp_path, pools):

@@ -91,7 +91,16 @@ def _strip(state: dict, session_id: str, ids: list[str]) -> list:
     }
 
     def keep(item):
-        return None if item is None else {k: v for k, v in item.items() if k not in volatile and not k.endswith("At")}
+        # Times differ between two runs: every `...At` attribute, `leftAt_<language>` included.
+        return (
+            None
+            if item is None
+            else {
+                k: v
+                for k, v in item.items()
+                if k not in volatile and not k.endswith("At") and not k.startswith("leftAt_")
+            }
+        )
 
     return [keep(state["sessions"][session_id])] + [keep(state["connections"][cid]) for cid in ids]
 

@@ -164,15 +164,17 @@ class ListenerService:
         """Why a seat was or was not taken, from the items the refused write returned."""
         if not isinstance(result, Refusal):
             return Outcome.DONE
+        if result.connection_failed and rules.holds_seat(result.connection, session_id, target_language):
+            return Outcome.ALREADY_HELD
+        # What the session says comes first: "no such session" helps a listener more than "this
+        # connection is busy", and a refused session condition returned the session as it was.
+        if result.session_failed:
+            if not rules.is_live(result.session, now / 1000):
+                return Outcome.SESSION_GONE
+            if not rules.has_seat_for_one_more(result.session, capacity):
+                return Outcome.SESSION_FULL
         if result.connection_failed:
-            if rules.holds_seat(result.connection, session_id, target_language):
-                return Outcome.ALREADY_HELD
             return Outcome.CONNECTION_BUSY
-        session = result.session
-        if not rules.is_live(session, now / 1000):
-            return Outcome.SESSION_GONE
-        if not rules.has_seat_for_one_more(session, capacity):
-            return Outcome.SESSION_FULL
         return Outcome.SESSION_GONE  # the session changed between the condition and its copy
 
     def _raise_unless_seated(

@@ -9,17 +9,17 @@ from botocore.config import Config
 
 from session_manager.config import get_settings
 
-# botocore's standard retry mode: exponential backoff with jitter, and it already knows which
-# errors are transient (throttling, 5xx, connection resets). `total_max_attempts` counts the
-# first attempt (botocore's `max_attempts` does not). The budget per request, with backoff, is
-# about 5 s for the session tables and 1.5 s for RateLimits (limiting fails open, so it must fail
-# fast): a join asks both one after the other and still answers SERVICE_UNAVAILABLE inside the
-# function's 10 s when DynamoDB hangs, instead of the gateway's "Internal server error"
-# (docs/decisions.md, 56).
+# botocore's standard retry mode: exponential backoff with jitter, 3 attempts in all
+# (requirement 21; `total_max_attempts` counts the first attempt, botocore's `max_attempts` does
+# not), and it already knows which errors are transient (throttling, 5xx, connection resets).
+# The budget per request, with backoff, is about 6 s for the session tables and 1.5 s for
+# RateLimits (limiting fails open, so it must fail fast): a join asks both one after the other
+# and still answers SERVICE_UNAVAILABLE inside the function's 10 s when DynamoDB hangs, instead
+# of the gateway's "Internal server error" (docs/decisions.md, 56).
 DYNAMODB_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 2},
+    retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=1,
-    read_timeout=2,
+    read_timeout=1,
     max_pool_connections=32,
 )
 RATE_LIMITS_DYNAMODB_CONFIG = Config(
