@@ -99,9 +99,9 @@ def retry_conflicts(attempt: Callable[[], T], *, retries: int = CONFLICT_RETRIES
     for number in range(retries + 1):
         try:
             return attempt()
-        except _ConflictError:
+        except _ConflictError as conflict:
             if number == retries:
-                raise ServiceUnavailableError() from None
+                raise ServiceUnavailableError() from conflict.__cause__
             time.sleep(random.uniform(0, 0.025 * 2**number))
     raise AssertionError("unreachable")
 
@@ -165,8 +165,8 @@ class DynamoDB:
                 _record(breakers, success=True)  # DynamoDB answered: not an outage
                 if "ConditionalCheckFailed" in codes:
                     items = {i: from_item(r["Item"]) for i, r in enumerate(reasons) if r.get("Item")}
-                    raise ConditionFailedError(codes, items) from None
-                raise _ConflictError() from None
+                    raise ConditionFailedError(codes, items) from error
+                raise _ConflictError() from error
             if any(c in _THROTTLED or c == "ThrottlingError" for c in codes):
                 # A transaction cancelled because an item was throttled is an outage.
                 _record(breakers, success=False)
@@ -175,10 +175,10 @@ class DynamoDB:
         if code == "ConditionalCheckFailedException":
             _record(breakers, success=True)
             item = from_item(error.response.get("Item"))
-            raise ConditionFailedError([], {0: item} if item else {}) from None
+            raise ConditionFailedError([], {0: item} if item else {}) from error
         if code == "TransactionConflictException":
             _record(breakers, success=True)
-            raise _ConflictError() from None
+            raise _ConflictError() from error
         if code in _THROTTLED or _status(error) >= 500:
             _record(breakers, success=False)
             raise ServiceUnavailableError() from error
