@@ -75,7 +75,8 @@ class SessionEnding:
             MessageType.SPEAKER_AWAY,
             now,
             sessionId=session_id,
-            reconnectGraceSeconds=grace,
+            # Whole seconds as an integer, as docs/protocol.md shows it (settings accept decimals).
+            reconnectGraceSeconds=int(grace) if float(grace).is_integer() else grace,
             message="The speaker's connection dropped; stay here, the service continues when they are back.",
         )
         return "speaker-away", self._tell_listeners(session_id, away)
