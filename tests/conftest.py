@@ -19,6 +19,9 @@ TEMPLATE = ROOT / "template.yaml"
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+# As deployed (template.yaml Globals): the domain's child loggers are named after the service
+# when their modules are first imported, whichever test directory imports them first.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "session-manager")
 
 
 def template_tables() -> dict[str, dict[str, Any]]:

@@ -44,7 +44,14 @@ def dynamodb_client():
 
 @functools.lru_cache(maxsize=1)
 def rate_limits_dynamodb_client():
-    return boto3.client("dynamodb", config=RATE_LIMITS_DYNAMODB_CONFIG)
+    # The same region and endpoint as the session tables' client, by construction.
+    main = dynamodb_client()
+    return boto3.client(
+        "dynamodb",
+        region_name=main.meta.region_name,
+        endpoint_url=main.meta.endpoint_url,
+        config=RATE_LIMITS_DYNAMODB_CONFIG,
+    )
 
 
 @functools.lru_cache(maxsize=4)
