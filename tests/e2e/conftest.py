@@ -12,12 +12,12 @@ for `async def` tests, so that every test speaks over real WebSockets on one eve
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
 
 import pytest
 
-from .client import Stack, close_all_clients
+from .client import Stack
+from .runner import run_async_test, run_with_clients_closed
 from .stacks import SHARED_PARAMETERS, SMALL_KEEPALIVE_SECONDS, SMALL_PARAMETERS, started_stack, warm_up
 
 TEST_TIMEOUT_SECONDS = 90
@@ -32,22 +32,11 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def small_stack() -> Iterator[Stack]:
     with started_stack(SMALL_PARAMETERS, keepalive=SMALL_KEEPALIVE_SECONDS, schedule_seconds=1) as running:
-        asyncio.run(_run_test(warm_up(running)))
+        asyncio.run(run_with_clients_closed(warm_up(running), TEST_TIMEOUT_SECONDS))
         yield running
-
-
-async def _run_test(coroutine) -> None:
-    try:
-        await asyncio.wait_for(coroutine, TEST_TIMEOUT_SECONDS)
-    finally:
-        await close_all_clients()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run `async def` tests of this directory on a fresh event loop, then close their clients."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(_run_test(pyfuncitem.obj(**arguments)))
-    return True
+    return run_async_test(pyfuncitem, TEST_TIMEOUT_SECONDS)

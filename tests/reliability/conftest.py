@@ -6,13 +6,12 @@ per-IP limits one test provokes never reach another."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.client import Stack, close_all_clients
+from tests.e2e.client import Stack
+from tests.e2e.runner import run_async_test
 from tests.e2e.stacks import started_stack
 
 TEST_TIMEOUT_SECONDS = 280
@@ -31,18 +30,7 @@ def stack() -> Iterator[Stack]:
         yield running
 
 
-async def _run_test(coroutine) -> None:
-    try:
-        await asyncio.wait_for(coroutine, TEST_TIMEOUT_SECONDS)
-    finally:
-        await close_all_clients()
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run `async def` tests of this directory on a fresh event loop, then close their clients."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(_run_test(pyfuncitem.obj(**arguments)))
-    return True
+    return run_async_test(pyfuncitem, TEST_TIMEOUT_SECONDS)
