@@ -189,3 +189,21 @@ def test_a_language_with_more_listeners_than_the_threshold_goes_through_the_queu
     assert message["text"] == "[es] Amen"
     assert all(not captions_to(domain, listener) for listener in many)
     assert captions_to(domain, few)[0]["text"] == "[fr] Amen"
+
+
+def test_a_language_nobody_listens_in_costs_no_listener_lookup(domain, monkeypatch):
+    speaker, session_id = domain.create(source_language="en")
+    domain.join(session_id, "es")
+    connections = domain.services.stores.connections
+    looked_up: list[str] = []
+    real_lookup = connections.listeners_in
+
+    def recording_lookup(session: str, language: str):
+        looked_up.append(language)
+        return real_lookup(session, language)
+
+    monkeypatch.setattr(connections, "listeners_in", recording_lookup)
+    domain.caption(speaker, "Grace and peace")
+    domain.caption(speaker, "Grace and", final=False, lineId="l2")
+
+    assert looked_up == ["es"]  # not the source language, which no one here reads

@@ -72,7 +72,10 @@ class CaptionService:
         lines = self._lines(session, request, line_id, now)
         if request.final:
             self.captions.record(lines, now // 1000 + self.settings.caption_history_seconds)
-        notices = [notice for line in lines for notice in self._fan_out(line)]
+        # A language nobody listens in (often the source) costs no query: its seat count is kept in
+        # the same transactions as the seats (decision 54) and came back with the numbering write.
+        in_use = set(session.languages_in_use)
+        notices = [notice for line in lines if line.language in in_use for notice in self._fan_out(line)]
         return Decision.reply(
             message(
                 MessageType.CAPTION_ACCEPTED,
