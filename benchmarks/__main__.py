@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold_start, heartbeat_cost
+from benchmarks import captions, cold_start, heartbeat_cost
 from benchmarks.figures import Figures, print_table, save
 from benchmarks.floors import echo_floor, moto_floors
 from benchmarks.scenarios import BenchStack, creations, disconnects, fan_out, heartbeats, join_storm, sequential
@@ -45,6 +45,8 @@ class Sizes:
     sequential: int = 30
     storm_runs: int = 1
     cold_start: bool = True
+    caption_lines: int = 20
+    crossover_rooms: tuple[int, ...] = (50, 200, 500)
 
 
 TINY = Sizes(
@@ -57,6 +59,8 @@ TINY = Sizes(
     heartbeat_interval=1.0,
     sequential=3,
     cold_start=False,
+    caption_lines=3,
+    crossover_rooms=(6,),
 )
 
 
@@ -127,6 +131,13 @@ async def _main_stack_scenarios(
             results.append(gone)
             await storm.speaker.close()
     assert storm is not None
+    captioned = await captions.captions(stack, storm, sizes.caption_lines)
+    room = await captions.broadcast_floor(captioned.extra["listeners"], sizes.caption_lines)
+    minimum = captioned.minimum_requests_per_operation or 0
+    one_request = floors["sequential heartbeat"]
+    captioned.floor_ms = {q: minimum * (one_request.get(q) or 0) + (room.get(q) or 0) for q in ("p50", "p95")}
+    captioned.floor_what = f"{minimum:g} sequential DynamoDB requests + a bare broadcast to the room"
+    results.append(captioned)
     ended = await fan_out(stack, storm)
     _floor_of(ended, floors["fan-out"], echo, "conditional detaches + echo")
     results.append(ended)
@@ -146,6 +157,24 @@ async def _main_stack_scenarios(
         "writes": heartbeat.requests_per_operation or 1.0,
         "lambda_ms": heartbeat.extra.get("cpu_seconds", {}).get("HeartbeatFunction", 0) * 1000 / heartbeat.operations,
     }
+
+
+def _caption_crossover(sizes: Sizes, results: list[Figures], context: dict[str, Any]) -> None:
+    """The caption rooms on a stack that posts every language directly (the template's threshold
+    is above the biggest room) and on one that pages every language through the queue."""
+    paths: dict[str, list[Figures]] = {}
+    for path, threshold in (("direct", "100000"), ("queued", "1")):
+        parameters = {**BENCH_PARAMETERS, "CAPTION_QUEUE_THRESHOLD": threshold}
+        with running_stack(env_vars={"Parameters": parameters}) as info:
+            paths[path] = asyncio.run(
+                captions.crossover(BenchStack(info), sizes.crossover_rooms, sizes.in_flight, sizes.caption_lines, path)
+            )
+        results.extend(paths[path])
+    context["caption_crossover"] = {
+        path: [{"listeners": f.extra.get("listeners"), **f.as_json()["latency_ms"]} for f in figures]
+        for path, figures in paths.items()
+    }
+    captions.print_crossover(paths["direct"], paths["queued"])
 
 
 def run(sizes: Sizes, json_path: Path | None = DEFAULT_JSON) -> tuple[list[Figures], dict[str, Any]]:
@@ -172,6 +201,10 @@ def run(sizes: Sizes, json_path: Path | None = DEFAULT_JSON) -> tuple[list[Figur
         if reference is not None:
             beats.floor_ms, beats.floor_what = reference.floor_ms, reference.floor_what
         results.append(beats)
+    except Exception:
+        context["failures"].append(traceback.format_exc())
+    try:
+        _caption_crossover(sizes, results, context)
     except Exception:
         context["failures"].append(traceback.format_exc())
     inputs = context.pop("heartbeat_inputs", {"writes": 1.0, "lambda_ms": 0.0})
@@ -207,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         "--heartbeat-seconds", type=float, default=defaults.heartbeat_seconds, help="longer runs: e.g. 600"
     )
     parser.add_argument("--storm-runs", type=int, default=1, help="the 500/50 storm N times in a row (issue 13: 10)")
+    parser.add_argument("--caption-lines", type=int, default=defaults.caption_lines)
+    parser.add_argument(
+        "--crossover-rooms",
+        type=lambda text: tuple(int(size) for size in text.split(",")),
+        default=defaults.crossover_rooms,
+        help="room sizes of the caption crossover, e.g. 50,200,500,1000",
+    )
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="the test suite's sizes")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -222,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             heartbeat_listeners=arguments.heartbeat_listeners,
             heartbeat_seconds=arguments.heartbeat_seconds,
             storm_runs=max(1, arguments.storm_runs),
+            caption_lines=arguments.caption_lines,
+            crossover_rooms=arguments.crossover_rooms,
             cold_start=not arguments.no_cold_start,
         )
     results, context = run(sizes, arguments.json)

@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection
 
 REPLY_TIMEOUT_SECONDS = 60.0
 # Pushed by the server at any time, never the reply to a request.
-NOTICES = frozenset({"sessionEnded", "connectionRefreshRequired", "connectionWarning"})
+NOTICES = frozenset({"sessionEnded", "connectionRefreshRequired", "connectionWarning", "caption"})
 
 
 class HandshakeRefused(Exception):
@@ -81,12 +81,13 @@ class Phone:
             return next(message for _, message in self.notices if message.get("type") == "sessionEnded")
         raise TimeoutError("no answer to endSession")
 
-    async def wait_for_notice(self, message_type: str, timeout: float) -> float | None:
-        """perf_counter time the notice arrived, or None if it did not within timeout."""
+    async def wait_for_notice(self, message_type: str, timeout: float, *, seq: int | None = None) -> float | None:
+        """perf_counter time the notice arrived (the caption numbered `seq`, if given), or None if
+        it did not within timeout."""
         deadline = time.perf_counter() + timeout
         while True:
             for arrived, message in self.notices:
-                if message.get("type") == message_type:
+                if message.get("type") == message_type and (seq is None or message.get("seq") == seq):
                     return arrived
             remaining = deadline - time.perf_counter()
             if remaining <= 0:

@@ -5,6 +5,7 @@ fan-out, listeners heartbeating through refreshes, and sequential latencies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -150,7 +151,7 @@ class Measured:
         self.environments_started = started
 
 
-def _fill(figures: Figures, measured: Measured) -> Figures:
+def record_measured(figures: Figures, measured: Measured) -> Figures:
     figures.dynamodb_requests = measured.requests
     figures.extra["cpu_seconds"] = measured.cpu
     figures.extra["cpu_ms_per_operation"] = (
@@ -196,10 +197,10 @@ async def creations(stack: BenchStack, count: int) -> Figures:
     figures.minimum_requests_per_operation = MINIMUM_REQUESTS["create"]
     figures.violations = stack.violations(after_cleanup=False)
     for phone in speakers:
-        with _suppress():
+        with suppress_cleanup_errors():
             await phone.end_session(timeout=30)
     await asyncio.gather(*(phone.close() for phone in speakers))
-    return _fill(figures, measured)
+    return record_measured(figures, measured)
 
 
 # ---------------------------------------------------------------- the join storm
@@ -212,6 +213,7 @@ class Storm:
     session_id: str
     listeners: list[Phone] = field(default_factory=list)  # every phone whose handshake succeeded
     told: dict[str, Told] = field(default_factory=dict)
+    languages: dict[str, str] = field(default_factory=dict)  # each seated phone's, by connection id
 
 
 async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name: str = "join storm") -> Storm:
@@ -238,10 +240,9 @@ async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name:
                 outcomes[f"handshake {type(error).__name__}"] += 1
                 return
             storm.listeners.append(phone)
+            language = LANGUAGES[index % len(LANGUAGES)]
             try:
-                reply = await phone.request(
-                    "joinSession", sessionId=session_id, targetLanguage=LANGUAGES[index % len(LANGUAGES)]
-                )
+                reply = await phone.request("joinSession", sessionId=session_id, targetLanguage=language)
             except (ConnectionError, TimeoutError) as error:
                 outcomes[type(error).__name__] += 1  # told nothing: no claim either way
                 return
@@ -250,6 +251,7 @@ async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name:
             outcomes[outcome] += 1
             if outcome == "sessionJoined" and phone.connection_id:
                 storm.told[phone.connection_id] = Told.joined(session_id)
+                storm.languages[phone.connection_id] = language
             else:
                 storm.told[phone.connection_id or f"unidentified-{index}"] = Told.error(outcome)
 
@@ -264,7 +266,7 @@ async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name:
     figures.extra["listenerCount"] = status.get("listenerCount")
     figures.extra["told_sessionJoined"] = outcomes.get("sessionJoined", 0)
     figures.violations = stack.violations(storm.told, after_cleanup=False)
-    _fill(figures, measured)
+    record_measured(figures, measured)
     return storm
 
 
@@ -301,7 +303,7 @@ async def disconnects(stack: BenchStack, storm: Storm) -> Figures:
         figures.errors = {"seats not released in 120 s": remaining} if remaining else {"count below zero": 1}
     await _settled(stack, lambda: not _records_of(stack, {p.connection_id for p in phones if p.connection_id}))
     figures.violations = stack.violations(after_cleanup=False)
-    return _fill(figures, measured)
+    return record_measured(figures, measured)
 
 
 def _records_of(stack: BenchStack, connection_ids: set[str]) -> bool:
@@ -348,7 +350,7 @@ async def fan_out(stack: BenchStack, storm: Storm) -> Figures:
     figures.minimum_requests_per_operation = MINIMUM_REQUESTS["fan-out"]
     figures.violations = stack.violations()
     await storm.speaker.close()
-    return _fill(figures, measured)
+    return record_measured(figures, measured)
 
 
 # ---------------------------------------------------------------- heartbeats under refreshes
@@ -416,12 +418,12 @@ async def heartbeats(
             if everyone_seated.is_set():  # timed only once the whole room is in
                 figures.latencies_ms.append((time.perf_counter() - started) * 1000)
             outcomes[outcome_of(reply)] += 1
-            with _suppress():
+            with suppress_cleanup_errors():
                 await asyncio.wait_for(stop.wait(), interval)
         holder.append(phone)
 
     async def stop_after_run() -> None:
-        with _suppress():
+        with suppress_cleanup_errors():
             await asyncio.wait_for(everyone_seated.wait(), 1800)
         await asyncio.sleep(seconds)
         stop.set()
@@ -439,10 +441,10 @@ async def heartbeats(
     figures.minimum_requests_per_operation = MINIMUM_REQUESTS["heartbeat"]
     figures.violations = stack.violations(after_cleanup=False)
     for speaker, _ in rooms:
-        with _suppress():
+        with suppress_cleanup_errors():
             await speaker.end_session(timeout=30)
     await asyncio.gather(*(phone.close() for phone in holder), *(speaker.close() for speaker, _ in rooms))
-    return _fill(figures, measured)
+    return record_measured(figures, measured)
 
 
 def _summary(samples: list[float]) -> dict[str, Any]:
@@ -472,7 +474,7 @@ async def sequential(stack: BenchStack, repeats: int) -> list[Figures]:
             _count(heartbeat, outcome_of(reply), "heartbeatAck")
         heartbeat.seconds = time.perf_counter() - started
     heartbeat.minimum_requests_per_operation = MINIMUM_REQUESTS["heartbeat"]
-    results.append(_fill(heartbeat, measured))
+    results.append(record_measured(heartbeat, measured))
     phones = [await Phone.connect(stack.url) for _ in range(repeats)]
     with Measured(stack) as measured:
         started = time.perf_counter()
@@ -483,7 +485,7 @@ async def sequential(stack: BenchStack, repeats: int) -> list[Figures]:
             _count(join, outcome_of(reply), "sessionJoined")
         join.seconds = time.perf_counter() - started
     join.minimum_requests_per_operation = 1  # the transaction ($connect happened before)
-    results.append(_fill(join, measured))
+    results.append(record_measured(join, measured))
     creators = [await Phone.connect(stack.url, stack.token) for _ in range(repeats)]
     with Measured(stack) as measured:
         started = time.perf_counter()
@@ -494,11 +496,11 @@ async def sequential(stack: BenchStack, repeats: int) -> list[Figures]:
             _count(create, outcome_of(reply), "sessionCreated")
         create.seconds = time.perf_counter() - started
     create.minimum_requests_per_operation = MINIMUM_REQUESTS["create"]
-    results.append(_fill(create, measured))
+    results.append(record_measured(create, measured))
     for phone in creators:
-        with _suppress():
+        with suppress_cleanup_errors():
             await phone.end_session(timeout=30)
-    with _suppress():
+    with suppress_cleanup_errors():
         await speaker.end_session(timeout=30)
     await asyncio.gather(*(phone.close() for phone in [*phones, *creators, listener, speaker]))
     return results
@@ -510,11 +512,6 @@ def _count(figures: Figures, outcome: str, good: str) -> None:
         figures.errors[outcome] = figures.errors.get(outcome, 0) + 1
 
 
-class _suppress:
+def suppress_cleanup_errors() -> contextlib.suppress:
     """Cleanup that must not hide the figures: a failed endSession at the end is ignored."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
-        return kind is not None and issubclass(kind, Exception)
+    return contextlib.suppress(Exception)

@@ -26,28 +26,42 @@ _REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
 _TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput")
 _INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
 REQUEST_COUNTS_PATH = "/_local/dynamodb-requests"
+SERVICE_REQUEST_COUNTS_PATH = "/_local/aws-requests"
+# X-Amz-Target prefixes of the JSON services the functions call, by the name the counts use.
+_SERVICES_BY_TARGET_PREFIX = {
+    "DynamoDB_": "dynamodb",
+    "AWSShineFrontendService_": "translate",
+    "AmazonSQS": "sqs",
+}
 
 
-class DynamoDBRequestCounter:
-    """WSGI middleware in front of moto: counts DynamoDB requests by operation, and answers
-    `GET /_local/dynamodb-requests` with the counts so far (`make bench` reports requests per
-    operation from their differences)."""
+class AwsRequestCounter:
+    """WSGI middleware in front of moto and the Translate emulator: counts requests by service and
+    operation. `GET /_local/dynamodb-requests` answers DynamoDB's counts so far and
+    `GET /_local/aws-requests` every service's (`make bench` reports requests per operation from
+    their differences)."""
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self.app = app
-        self.counts: Counter[str] = Counter()
+        self.counts: dict[str, Counter[str]] = {service: Counter() for service in _SERVICES_BY_TARGET_PREFIX.values()}
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") == REQUEST_COUNTS_PATH and environ.get("REQUEST_METHOD") == "GET":
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in (
+            REQUEST_COUNTS_PATH,
+            SERVICE_REQUEST_COUNTS_PATH,
+        ):
             with self._lock:
-                body = json.dumps(dict(self.counts)).encode()
+                counts = {service: dict(counted) for service, counted in self.counts.items()}
+            document = counts["dynamodb"] if environ["PATH_INFO"] == REQUEST_COUNTS_PATH else counts
+            body = json.dumps(document).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-        if target.startswith("DynamoDB_"):
+        service = next((name for prefix, name in _SERVICES_BY_TARGET_PREFIX.items() if target.startswith(prefix)), None)
+        if service is not None:
             with self._lock:
-                self.counts[target.partition(".")[2]] += 1
+                self.counts[service][target.partition(".")[2]] += 1
         return self.app(environ, start_response)
 
 
@@ -71,9 +85,10 @@ class EmbeddedAws:
         # werkzeug reads `app` per request, so wrapping it now covers every request.
         wsgi_server = self._server._server
         assert wsgi_server is not None
-        wsgi_server.app = DynamoDBRequestCounter(wsgi_server.app)
         # Translate, which moto lacks, answered on the same endpoint (see the module).
         self.translate = translate_emulator.install_on_moto(self._server)
+        # In front of the emulator, so a caption's TranslateText calls are counted too.
+        wsgi_server.app = AwsRequestCounter(wsgi_server.app)
         # Outermost: the fault knob (make fault) sees every request first.
         faults.install_on_moto(self._server)
         host, port = self._server.get_host_and_port()

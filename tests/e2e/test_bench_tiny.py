@@ -20,6 +20,9 @@ def test_a_tiny_run_of_every_benchmark_scenario(capsys):
         "sessionEnded fan-out",
         "disconnects",
         "heartbeats",
+        "captions",
+        "captions direct",
+        "captions queued",
     }
     for figures in results:
         assert figures.errors == {}, figures.scenario
@@ -28,6 +31,12 @@ def test_a_tiny_run_of_every_benchmark_scenario(capsys):
     refreshed = next(figures for figures in results if figures.scenario.startswith("heartbeats")).outcomes
     assert refreshed.get("refresh connectionRefreshComplete", 0) > 0  # refreshes did happen under load
     assert context["failures"] == []
+    for figures in (figures for figures in results if figures.scenario.startswith("captions")):
+        # Every seated listener had every line, once, in its language; the queue path was taken.
+        assert figures.outcomes["delivered"] == figures.operations * figures.extra["listeners"], figures.scenario
+        assert figures.extra["translate_requests_per_caption"] == 3, figures.scenario
+    queued = next(figures for figures in results if figures.scenario.startswith("captions queued"))
+    assert queued.extra["sqs_requests_per_caption"] > 0
     assert context["cost"]["options"]
 
 
