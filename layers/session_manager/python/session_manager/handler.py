@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from session_manager.caller import Caller
 from session_manager.clock import SystemClock, now_ms
 from session_manager.errors import InternalError, RateLimitExceededError, SessionServiceError
-from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, tracer
+from session_manager.observability import NAMESPACE, SERVICE, fingerprint, logger, metrics, traced
 from session_manager.outcomes import Decision, Message
 from session_manager.ports import Notifier
 from session_manager.protocol import SESSION_ID_PATTERN, error_message, normalize_session_id, parse_body
@@ -30,9 +30,8 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def _observed(handler: LambdaHandler) -> LambdaHandler:
-    traced = tracer.capture_lambda_handler(handler, capture_response=False)
     logged = logger.inject_lambda_context(
-        traced, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+        traced(handler), correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
     )
     return metrics.log_metrics(logged)
 
