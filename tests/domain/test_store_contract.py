@@ -306,3 +306,18 @@ def test_a_window_admits_up_to_each_limit(stores):
     with pytest.raises(WindowFullError):  # the failed counter is at its limit now
         stores.rate_limits.consume("join#k#0", 60, "admitted", {"admitted": 2, "failed": 1})
     stores.rate_limits.consume("join#other#0", 60, "admitted", {"admitted": 2, "failed": 1})
+
+
+# ---------------------------------------------------------------- scans
+
+
+def test_a_scan_returns_every_item_across_its_pages(stores, monkeypatch):
+    import session_manager.store.connections as connection_store
+    import session_manager.store.sessions as session_store
+
+    for module in (connection_store, session_store):
+        monkeypatch.setattr(module, "SCAN_PAGE_SIZE", 3)  # seven items make three pages
+    created = {session(stores).session_id for _ in range(7)}
+
+    assert {found.session_id for found in stores.sessions.scan()} == created
+    assert len(list(stores.connections.scan())) == 7  # each session's speaker connection

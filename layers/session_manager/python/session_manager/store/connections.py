@@ -7,7 +7,13 @@ from typing import Any
 
 from session_manager.models import Connection
 from session_manager.outcomes import Refusal, WriteResult, Written
-from session_manager.store.dynamodb import ConditionFailedError, DynamoDB, from_item, to_attribute_values
+from session_manager.store.dynamodb import (
+    SCAN_PAGE_SIZE,
+    ConditionFailedError,
+    DynamoDB,
+    from_item,
+    to_attribute_values,
+)
 
 LISTENERS_INDEX = "sessionId-targetLanguage-index"
 ALL_OLD = {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
@@ -141,7 +147,7 @@ class DynamoDBConnectionStore:
             yield item["connectionId"]
 
     def scan(self) -> Iterator[Connection]:
-        for item in self.db.paginate("scan", self.table, TableName=self.table):
+        for item in self.db.paginate("scan", self.table, TableName=self.table, Limit=SCAN_PAGE_SIZE):
             yield Connection.from_item(item)
 
 

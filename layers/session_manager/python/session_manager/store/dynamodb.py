@@ -48,6 +48,12 @@ _CONDITION_REASONS = {"None", "ConditionalCheckFailed"}
 T = TypeVar("T")
 
 
+# The sweep's Scans read small pages. DynamoDB charges per item, not per page; the local stack's
+# embedded DynamoDB serves one request at a time (local_stack/moto_dynamodb.py), and one page of
+# thousands of connections would hold every join of a storm for seconds.
+SCAN_PAGE_SIZE = 250
+
+
 class ConditionFailedError(Exception):
     """A condition expression did not hold. ``reasons`` has one code per transaction item
     (``"None"`` where that item's condition held); ``items`` the item as it was, per index

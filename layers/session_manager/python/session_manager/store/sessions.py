@@ -14,7 +14,13 @@ from typing import Any
 from session_manager.models import Connection, Session, language_count_attribute, language_left_attribute
 from session_manager.outcomes import Outcome, Refusal, WriteResult, Written
 from session_manager.protocol import EndReason, Role
-from session_manager.store.dynamodb import ConditionFailedError, DynamoDB, from_item, to_attribute_values
+from session_manager.store.dynamodb import (
+    SCAN_PAGE_SIZE,
+    ConditionFailedError,
+    DynamoDB,
+    from_item,
+    to_attribute_values,
+)
 
 ALL_OLD = {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
 
@@ -39,7 +45,7 @@ class DynamoDBSessionStore:
         return Session.from_item(item) if item else None
 
     def scan(self) -> Iterator[Session]:
-        for item in self.db.paginate("scan", self.sessions_table, TableName=self.sessions_table):
+        for item in self.db.paginate("scan", self.sessions_table, TableName=self.sessions_table, Limit=SCAN_PAGE_SIZE):
             yield Session.from_item(item)
 
     # ------------------------------------------------------------ speaker
