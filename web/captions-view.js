@@ -168,6 +168,12 @@ export function createCaptionsView(parts) {
       else if (latest) latest.hidden = false;
     },
 
+    /** Shows the lines a reload kept (oldest first) in place of what is there. */
+    restore(captions) {
+      this.clear();
+      for (const caption of captions) this.show(caption);
+    },
+
     /** Empties the view (a new session). */
     clear() {
       lines.clear();

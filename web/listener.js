@@ -1,11 +1,14 @@
 // The listener view: join by id (typed, or filled in from the QR link), pick a language by its own
-// name (remembered), see the state in plain words, keep the screen awake, rejoin by itself.
+// name (remembered), see the state in plain words, keep the screen awake, rejoin by itself, and
+// after a reload of the tab take its seat back without a missed or doubled line (listener-seat.js).
 import { ListenerClient, MESSAGES, State, describeError, normalizeSessionId } from "./client/live-translation-client.js";
 import { createCaptionsView } from "./captions-view.js";
+import { forgetSeat, keepSeat, storedSeat } from "./listener-seat.js";
 import { fillLanguages, heartbeatOptions, loadConfig, ownName, showOnly } from "./page-config.js";
 
 const LANGUAGE_KEY = "liveTranslation.targetLanguage";
 const VIEWS = ["join-view", "listening-view", "ended-view"];
+const GONE_WHILE_AWAY = "The session you were following has ended.";
 const $ = (id) => document.getElementById(id);
 
 let config;
@@ -78,6 +81,7 @@ function newClient() {
     if (state === State.LIVE) {
       clearError();
       $("retry-button").hidden = true;
+      keepScreenAwake(); // a lock released while the page was hidden is taken again once back
     }
   });
   listener.on("speakerAway", () => {
@@ -91,19 +95,37 @@ function newClient() {
     }, 4000);
   });
   listener.on("sessionEnded", (message) => {
-    $("ended-reason").textContent = message.text;
-    showOnly(VIEWS, "ended-view");
-    letScreenSleep();
     listener.close();
-    showState(State.ENDED, MESSAGES.states.ended);
-    $("join-another").focus();
+    showEnded(message.text);
   });
   listener.on("caption", (caption) => {
     captionsView.show(caption);
     shownUpTo = { sessionId: listener.sessionId, targetLanguage: listener.targetLanguage, lastSeq: listener.lastSeq };
+    keepSeatOf(listener);
   });
   return listener;
 }
+
+function keepSeatOf(listener) {
+  keepSeat({
+    sessionId: listener.sessionId,
+    targetLanguage: listener.targetLanguage,
+    sourceLanguage: listener.sourceLanguage ?? "",
+    lastSeq: listener.lastSeq,
+    lines: captionsView.lines,
+  });
+}
+
+function showEnded(text) {
+  forgetSeat();
+  $("ended-reason").textContent = text;
+  showOnly(VIEWS, "ended-view");
+  letScreenSleep();
+  showState(State.ENDED, MESSAGES.states.ended);
+  $("join-another").focus();
+}
+
+const summary = (sessionId, targetLanguage) => `Session ${sessionId}, in ${ownName(targetLanguage)}.`;
 
 async function join(event) {
   event?.preventDefault();
@@ -117,6 +139,8 @@ async function join(event) {
     return;
   }
   $("session-id").removeAttribute("aria-invalid");
+  // Back into a seat this tab held (Try again, or a reload): its session may have ended meanwhile.
+  const rejoining = !$("listening-view").hidden;
   const targetLanguage = $("language").value;
   remember(LANGUAGE_KEY, targetLanguage);
   $("join-button").disabled = true;
@@ -131,17 +155,23 @@ async function join(event) {
     const joined = await client.joinSession({ sessionId, targetLanguage, ...(sameSeat ? { lastSeq: shownUpTo.lastSeq } : {}) });
     captionsView.setSourceLanguage(joined.sourceLanguage);
     $("session-id").value = joined.sessionId;
-    $("listening-summary").textContent = `Session ${joined.sessionId}, in ${ownName(joined.targetLanguage)}.`;
+    $("listening-summary").textContent = summary(joined.sessionId, joined.targetLanguage);
     $("listening-summary").lang = "";
     $("speaker-notice").hidden = true;
     showOnly(VIEWS, "listening-view");
     history.replaceState(null, "", `?session=${encodeURIComponent(joined.sessionId)}`);
+    keepSeatOf(client);
     keepScreenAwake();
   } catch (error) {
-    showError(error);
     client.close();
     client = null;
+    if (rejoining && error.code === "SESSION_NOT_FOUND") {
+      showEnded(GONE_WHILE_AWAY);
+      return;
+    }
+    showError(error);
     showState(State.IDLE, MESSAGES.states.idle);
+    if (rejoining) $("retry-button").hidden = false;
   } finally {
     $("join-button").disabled = false;
   }
@@ -151,6 +181,7 @@ function leave() {
   client?.close();
   client = null;
   shownUpTo = null;
+  forgetSeat();
   captionsView.clear();
   letScreenSleep();
   clearError();
@@ -169,6 +200,12 @@ async function start() {
     theme: $("theme-toggle"),
     latest: $("captions-latest"),
   });
+  const fromLink = new URLSearchParams(location.search).get("session");
+  const seat = storedSeat();
+  let resumable = seat !== null && (!fromLink || normalizeSessionId(fromLink) === seat.sessionId);
+  if (seat && !resumable) forgetSeat(); // this tab was sent to another session
+  // The kept lines before anything else loads: a reloaded tab is never an empty page meanwhile.
+  if (resumable) showKept(seat);
   try {
     config = await loadConfig();
   } catch {
@@ -177,8 +214,15 @@ async function start() {
   }
   const browserLanguage = (navigator.language || "").slice(0, 2);
   fillLanguages($("language"), config.targetLanguages, remembered(LANGUAGE_KEY) ?? browserLanguage);
-  const fromLink = new URLSearchParams(location.search).get("session");
   if (fromLink) $("session-id").value = normalizeSessionId(fromLink) ?? fromLink;
+  if (resumable && !config.targetLanguages.includes(seat.targetLanguage)) {
+    // The stack no longer offers that language: start from the join view.
+    resumable = false;
+    forgetSeat();
+    shownUpTo = null;
+    captionsView.clear();
+    showOnly(VIEWS, "join-view");
+  }
   $("join-form").addEventListener("submit", join);
   $("leave-button").addEventListener("click", leave);
   $("join-another").addEventListener("click", () => {
@@ -190,8 +234,25 @@ async function start() {
     if (client?.state === State.LIVE) keepScreenAwake();
   });
   addEventListener("offline", () => client && showState(client.state, MESSAGES.states[client.state]));
-  (fromLink ? $("language") : $("session-id")).focus();
   document.body.dataset.ready = "true";
+  if (resumable) {
+    // The same seat from the last line shown: the server replays exactly the ones missed.
+    $("session-id").value = seat.sessionId;
+    $("language").value = seat.targetLanguage;
+    join();
+  } else {
+    (fromLink ? $("language") : $("session-id")).focus();
+  }
+}
+
+/** A reloaded tab's seat as it was: its lines, in the listening view, while it rejoins. */
+function showKept(seat) {
+  captionsView.setSourceLanguage(seat.sourceLanguage);
+  captionsView.restore(seat.lines);
+  // Nothing shown yet still asks from 0 (decision 59): a line from before the reload beats a lost one.
+  shownUpTo = { sessionId: seat.sessionId, targetLanguage: seat.targetLanguage, lastSeq: seat.lastSeq ?? 0 };
+  $("listening-summary").textContent = summary(seat.sessionId, seat.targetLanguage);
+  showOnly(VIEWS, "listening-view");
 }
 
 start();

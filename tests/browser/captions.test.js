@@ -144,6 +144,82 @@ describe("captions in the page", { skip }, () => {
     for (const side of [speaker, spanish, french]) await side.context.close();
   });
 
+  test("a listener who reloads mid-service keeps its lines and gets the ones spoken meanwhile, once each; a kept session that ended says so, once", async () => {
+    const speaker = await speakerWithSession(browser, stack);
+    const spanish = await listenerIn(browser, stack, speaker.sessionId, "es");
+    const joins = [];
+    spanish.page.on("websocket", (socket) =>
+      socket.on("framesent", ({ payload }) => {
+        const message = JSON.parse(String(payload));
+        if (message.action === "joinSession") joins.push(message);
+      }),
+    );
+    const before = ["The Lord be with you", "And also with you", "Lift up your hearts"];
+    for (const line of before) await typeLine(speaker.page, line);
+    await sentCount(speaker.page, 3);
+    await waitForLines(spanish.page, before.map((line) => `[es] ${line}`));
+    const lastShown = Number(await speaker.page.locator("#sent-captions li").last().getAttribute("data-seq"));
+
+    // The reloaded page waits for its config until the speaker has said two more lines: they are
+    // spoken while this tab holds no seat at all, as when a phone browser reloads a discarded tab.
+    let releaseConfig;
+    const configHeld = new Promise((resolve) => {
+      releaseConfig = resolve;
+    });
+    await spanish.page.route("**/config.json", async (route) => {
+      await configHeld;
+      await route.continue();
+    });
+    await spanish.page.reload();
+    await waitForLines(spanish.page, before.map((line) => `[es] ${line}`)); // the kept lines, before any connection
+    assert.equal(await spanish.page.locator("#listening-view").isVisible(), true);
+    assert.equal(joins.length, 0, "no seat yet while the config is held");
+    const meanwhile = ["We lift them up to the Lord", "Let us give thanks to the Lord our God"];
+    for (const line of meanwhile) await typeLine(speaker.page, line);
+    await sentCount(speaker.page, 5);
+    releaseConfig();
+    await spanish.page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "live");
+    await spanish.page.unroute("**/config.json");
+    assert.deepEqual(
+      joins.map(({ sessionId, targetLanguage, lastSeq }) => ({ sessionId, targetLanguage, lastSeq })),
+      [{ sessionId: speaker.sessionId, targetLanguage: "es", lastSeq: lastShown }],
+      "one rejoin, from the last line shown",
+    );
+    await typeLine(speaker.page, "It is right to give our thanks and praise");
+    const everything = [...before, ...meanwhile, "It is right to give our thanks and praise"];
+    await waitForLines(spanish.page, everything.map((line) => `[es] ${line}`));
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // room for a duplicate to show up
+    const shown = await shownLines(spanish.page);
+    assert.deepEqual(
+      shown.map(({ text }) => text),
+      everything.map((line) => `[es] ${line}`),
+      "every line once, in order, across the reload",
+    );
+    assert.deepEqual(
+      shown.map(({ seq }) => seq),
+      (await speaker.page.locator("#sent-captions li").evaluateAll((items) => items.map((item) => Number(item.dataset.seq)))),
+    );
+
+    // The tab goes elsewhere; the session ends while it is away; coming back says so, once.
+    await spanish.page.goto("about:blank");
+    await speaker.page.getByRole("button", { name: "End session" }).click();
+    await speaker.page.getByRole("button", { name: "End for everyone" }).click();
+    await speaker.page.getByText("The speaker ended the session.").waitFor();
+    joins.length = 0;
+    await spanish.page.goto(`${stack.info.pageUrl}?session=${speaker.sessionId}`);
+    await spanish.page.getByRole("heading", { name: "The session has ended" }).waitFor();
+    assert.equal(await spanish.page.locator("#ended-reason").textContent(), "The session you were following has ended.");
+    assert.equal(joins.length, 1, "one try, no loop");
+    assert.deepEqual(await accessibilityViolations(spanish.page), [], "the ended view after a reload");
+    await spanish.page.reload();
+    await spanish.page.locator("body[data-ready=true]").waitFor();
+    assert.equal(await spanish.page.locator("#join-view").isVisible(), true, "the ended seat is forgotten");
+    assert.equal(await spanish.page.getByLabel("Session id").inputValue(), speaker.sessionId);
+    assert.equal(joins.length, 1, "a second reload tries nothing");
+    await speaker.context.close();
+    await spanish.context.close();
+  });
+
   test("dictation: the words still being spoken show as one line for the source language, replaced by the final words", async () => {
     const speaker = await speakerWithSession(browser, stack, withScriptedSpeechRecognition);
     const english = await listenerIn(browser, stack, speaker.sessionId, "en");
