@@ -292,7 +292,7 @@ async function create(event) {
   try {
     const created = await client.createSession({ sourceLanguage });
     showSession(created.sessionId);
-    $("session-id").focus?.();
+    $("caption-text").focus(); // what the speaker does next: type, paste or dictate
   } catch (error) {
     showError(error.sentence ? error : describeError(error));
     client.close();

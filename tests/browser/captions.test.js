@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { startStack } from "../../clients/js/test/support/local-stack.js";
-import { DESKTOP, PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, warmUp } from "./support.js";
+import { DESKTOP, LAPTOP, PHONE, TALL_PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, warmUp } from "./support.js";
 
 const skip = browserSkipReason() ?? false;
 const PARAMETERS = {
@@ -38,8 +38,8 @@ function withScriptedSpeechRecognition() {
   };
 }
 
-async function speakerWithSession(browser, stack, speech = withoutSpeechRecognition) {
-  const context = await browser.newContext({ viewport: DESKTOP });
+async function speakerWithSession(browser, stack, speech = withoutSpeechRecognition, viewport = DESKTOP) {
+  const context = await browser.newContext({ viewport });
   await context.addInitScript(speech);
   const page = await context.newPage();
   await page.goto(new URL("speaker.html", stack.info.pageUrl).href);
@@ -218,6 +218,28 @@ describe("captions in the page", { skip }, () => {
     assert.equal(joins.length, 1, "a second reload tries nothing");
     await speaker.context.close();
     await spanish.context.close();
+  });
+
+  test("once a session starts, the caption box and the dictation button are in view without scrolling, on a laptop and on a phone", async () => {
+    for (const [name, viewport] of [["laptop", LAPTOP], ["phone", TALL_PHONE]]) {
+      const speaker = await speakerWithSession(browser, stack, withScriptedSpeechRecognition, viewport);
+      const page = speaker.page;
+      const placement = await page.evaluate(() => {
+        const inView = (id) => {
+          const box = document.getElementById(id).getBoundingClientRect();
+          return box.width > 0 && box.height > 0 && box.top >= 0 && box.left >= 0 && box.bottom <= innerHeight && box.right <= innerWidth;
+        };
+        return { scrolled: scrollY, box: inView("caption-text"), send: inView("caption-send"), dictation: inView("dictation-button"), focused: document.activeElement.id };
+      });
+      assert.deepEqual(placement, { scrolled: 0, box: true, send: true, dictation: true, focused: "caption-text" }, name);
+      assert.equal(await page.locator("#session-id").isVisible(), true);
+      await page.keyboard.type("Welcome, everyone");
+      await page.keyboard.press("Enter");
+      await sentCount(page, 1);
+      assert.deepEqual(await accessibilityViolations(page), [], `speaker's live view on a ${name}`);
+      await screenshot(page, `speaker-live-${name}`);
+      await speaker.context.close();
+    }
   });
 
   test("dictation: the words still being spoken show as one line for the source language, replaced by the final words", async () => {

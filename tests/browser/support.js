@@ -13,6 +13,9 @@ export const ARTIFACTS = path.join(REPO_ROOT, "test-artifacts", "browser");
 export const PHONE = { width: 360, height: 740 };
 export const NARROW_PHONE = { width: 320, height: 640 };
 export const DESKTOP = { width: 1280, height: 860 };
+// What a speaker runs a service from: a common laptop screen, and a current phone.
+export const LAPTOP = { width: 1366, height: 768 };
+export const TALL_PHONE = { width: 390, height: 844 };
 const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
