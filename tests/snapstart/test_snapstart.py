@@ -12,8 +12,10 @@ import importlib
 import json
 import os
 import random
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -147,7 +149,7 @@ def test_restore_drops_every_client_and_cache_built_before_the_snapshot(monkeypa
     assert outcome["before"]["dynamodb"] != outcome["after"]["dynamodb"]
     assert outcome["before"]["management"] != outcome["after"]["management"]
     assert outcome["cached"] == [0, 0]
-    assert set(snapstart.PER_ENVIRONMENT_CACHES) >= {
+    assert set(snapstart.per_environment_caches()) >= {
         clients.dynamodb_client,
         clients.management_api_client,
         services.get_services,
@@ -164,3 +166,15 @@ def test_outside_lambda_there_is_no_runtime_and_nothing_is_registered():
         return snapstart.enable()
 
     assert _run_in_child(without_runtime) is False
+
+
+def test_a_function_that_verifies_no_token_does_not_load_the_token_verifier():
+    """A fresh interpreter, as a joinSession environment starts: its init and a restore."""
+    layer = Path(__file__).resolve().parents[2] / "layers" / "session_manager" / "python"
+    probe = (
+        "import sys; from session_manager import snapstart; snapstart.refresh_after_restore(); "
+        "print([m for m in ('session_manager.auth', 'jwt') if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(layer), "AWS_DEFAULT_REGION": "us-east-1"}
+    loaded = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

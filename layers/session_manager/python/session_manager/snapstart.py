@@ -22,9 +22,10 @@ The hooks come from `snapshot_restore_py`, which Lambda's Python runtime provide
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 
-from session_manager import auth, services
+from session_manager import services
 from session_manager.config import get_settings
 from session_manager.ids import SessionIdGenerator
 from session_manager.observability import logger
@@ -34,12 +35,16 @@ try:
 except ImportError:  # not on Lambda: nothing ever snapshots this process
     register_after_restore = register_before_snapshot = None
 
-# Everything cached per execution environment that must be rebuilt after a restore.
-PER_ENVIRONMENT_CACHES: tuple[Callable[..., object], ...] = (
-    *services.PER_ENVIRONMENT_CLIENTS,
-    services.get_services,
-    auth.get_token_verifier,
-)
+# The token verifier's module, imported by the functions that verify tokens (the authorizer)
+# only: importing it here would load PyJWT and cryptography into every SnapStart function.
+AUTH_MODULE = "session_manager.auth"
+
+
+def per_environment_caches() -> tuple[Callable[..., object], ...]:
+    """Everything cached per execution environment that must be rebuilt after a restore."""
+    auth = sys.modules.get(AUTH_MODULE)
+    verifier = (auth.get_token_verifier,) if auth is not None else ()
+    return (*services.PER_ENVIRONMENT_CLIENTS, services.get_services, *verifier)
 
 
 def prepare_snapshot() -> None:
@@ -51,7 +56,7 @@ def prepare_snapshot() -> None:
 def refresh_after_restore() -> None:
     """Runs in each restored environment before its first request."""
     random.seed()  # from os.urandom: each environment its own sequence
-    for cached in PER_ENVIRONMENT_CACHES:
+    for cached in per_environment_caches():
         cached.cache_clear()
     logger.debug("restored from a SnapStart snapshot; clients and caches dropped")
 
