@@ -143,7 +143,7 @@ e2e-test: install
 	$(BIN)/pytest tests/e2e -q
 
 test: lint cfn-lint sam-validate checkov sam-build $(NODE_STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 	$(NODE_TEST) clients/js/test/*.test.js
 	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
 
