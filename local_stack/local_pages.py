@@ -12,6 +12,7 @@ import html
 import importlib.util
 import ipaddress
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +23,9 @@ from typing import Any
 from aiohttp import web
 
 from local_stack.embedded_aws import DEMO_SPEAKER_EMAIL, EmbeddedAws
+from local_stack.errors import LocalStackError
 from local_stack.gateway import WebSocketGateway
+from local_stack.intrinsics import REGION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEB_DIR = REPO_ROOT / "web"
@@ -35,6 +38,10 @@ CLIENT_DIR_NAME = "client"
 LANGUAGES_MODULE = Path("session_manager") / "languages.py"
 DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 30.0
 DEFAULT_SPEAKER_RECONNECT_GRACE_SECONDS = 30.0
+# Tokens of the token endpoint last this long instead of Cognito's hour, so a test can watch a
+# speaker page outlive its token in a minute (the authorizer still allows its 30 s of clock leeway).
+SPEAKER_TOKEN_SECONDS_VARIABLE = "LOCAL_SPEAKER_TOKEN_SECONDS"
+MAX_SPEAKER_TOKEN_SECONDS = 3600
 
 _CONTENT_TYPES = {
     ".html": "text/html",
@@ -106,6 +113,18 @@ def _site_files() -> dict[str, Path]:
     return files
 
 
+def speaker_token_seconds(environ: Mapping[str, str]) -> int | None:
+    """The token endpoint's token lifetime from the stack's environment, or None for Cognito's."""
+    raw = environ.get(SPEAKER_TOKEN_SECONDS_VARIABLE, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SPEAKER_TOKEN_SECONDS:
+        raise LocalStackError(
+            f"{SPEAKER_TOKEN_SECONDS_VARIABLE}={raw!r} must be a whole number of seconds from 1 to {MAX_SPEAKER_TOKEN_SECONDS}"
+        )
+    return int(raw)
+
+
 def _is_loopback(remote: str | None) -> bool:
     try:
         return remote is not None and ipaddress.ip_address(remote).is_loopback
@@ -120,6 +139,7 @@ class LocalPages:
         self._endpoints = endpoints
         self._files = _site_files()
         self._config: dict[str, Any] | None = None
+        self._token_seconds = speaker_token_seconds(os.environ)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self.site_file)
@@ -191,8 +211,27 @@ class LocalPages:
         email = request.query.get("email") or DEMO_SPEAKER_EMAIL
         if "@" not in email:
             return web.Response(status=400, text="email must be an address\n")
-        token = await asyncio.get_running_loop().run_in_executor(None, self._aws.speaker_token, email)
+        token = await asyncio.get_running_loop().run_in_executor(None, self._speaker_token, email)
         return web.Response(text=token, headers={"Cache-Control": "no-store"})
+
+    def _speaker_token(self, email: str) -> str:
+        token = self._aws.speaker_token(email)  # also creates the speaker on first use
+        if self._token_seconds is None:
+            return token
+        # The pool's own signer (moto runs in this process), with the claims a sign-in gives.
+        from moto.cognitoidp.models import cognitoidp_backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        pool = cognitoidp_backends[DEFAULT_ACCOUNT_ID][REGION].user_pools[self._aws.user_pool_id]
+        client_id = self._aws.user_pool_client_id
+        short_lived, _ = pool.create_jwt(
+            client_id,
+            email,
+            "id",
+            expires_in=self._token_seconds,
+            extra_data=pool.get_user_extra_data_by_client_id(client_id, email),
+        )
+        return str(short_lived)
 
 
 def write_site(out_dir: Path, config: Mapping[str, Any]) -> list[Path]:

@@ -231,8 +231,9 @@ async function start() {
   });
   $("retry-button").addEventListener("click", () => join());
   document.addEventListener("visibilitychange", () => {
-    if (client?.state === State.LIVE) keepScreenAwake();
+    if (document.visibilityState === "visible") backInFront();
   });
+  document.addEventListener("resume", backInFront); // a frozen page (a phone that slept) runs again
   addEventListener("offline", () => client && showState(client.state, MESSAGES.states[client.state]));
   document.body.dataset.ready = "true";
   if (resumable) {
@@ -242,6 +243,18 @@ async function start() {
     join();
   } else {
     (fromLink ? $("language") : $("session-id")).focus();
+  }
+}
+
+/** The page is seen again: its connection may have died while it was hidden or frozen. */
+function backInFront() {
+  if (!client) return;
+  if (client.state === State.LIVE) {
+    keepScreenAwake();
+    client.checkConnection();
+  } else if (client.state === State.FAILED && client.lastError?.code === "GAVE_UP") {
+    // It gave up while the phone slept (its timers did not run): the listener is back, so is it.
+    join();
   }
 }
 

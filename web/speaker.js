@@ -59,9 +59,11 @@ function showState(state, text) {
 function newClient() {
   const speaker = new SpeakerClient({
     url: config.websocketUrl,
+    // A fresh token for every connection (refresh, reconnect): the one from sign-in expires.
     getToken: (options) => auth.getToken(options),
-    // A drop is reclaimed within the server's grace; after it the session is gone anyway.
-    giveUpAfterSeconds: Math.max(10, Number(config.speakerReconnectGraceSeconds) || 30),
+    // Not capped at the server's grace: that starts only once the server notices the drop, which
+    // for a silent Wi-Fi drop is its heartbeat timeout later. Until the session is really over
+    // (a reclaim then answers SESSION_NOT_FOUND and the page says so) the page keeps trying.
     ...heartbeatOptions(config),
   });
   speaker.on("state", ({ state, text, error }) => {
@@ -358,6 +360,9 @@ async function start() {
   });
   $("dictation-button").addEventListener("click", () => (dictation?.running ? dictation.stop() : dictation?.start()));
   $("end-dialog").addEventListener("close", endForEveryone);
+  // Back from another tab or a sleeping laptop: find a connection that died meanwhile at once.
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && client?.checkConnection());
+  document.addEventListener("resume", () => client?.checkConnection());
   $("new-session").addEventListener("click", () => {
     clearError();
     showOnly(VIEWS, "setup-view");

@@ -239,6 +239,8 @@ declare class SessionClient {
   off<K extends keyof ClientEvents>(type: K, listener: (event: ClientEvents[K]) => void): void;
   once<K extends keyof ClientEvents>(type: K): Promise<ClientEvents[K]>;
   connect(): Promise<void>;
+  /** Heartbeats now (a page back in the foreground, a phone awake again), unless one went out in the last 5 s. */
+  checkConnection(): void;
   /** Closes every connection and stops reconnecting; the client cannot be used after. */
   close(): void;
 }

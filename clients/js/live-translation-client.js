@@ -333,6 +333,7 @@ class Connection {
     this.closed = false;
     this.heartbeatTimer = null;
     this.heartbeatOutstanding = null;
+    this.lastBeatAt = 0;
     socket.addEventListener("message", (event) => this._onMessage(event));
     socket.addEventListener("close", (event) => this._onClose(event));
   }
@@ -415,6 +416,7 @@ class Connection {
 
   _beat() {
     if (this.closed || this.heartbeatOutstanding) return;
+    this.lastBeatAt = Date.now();
     this.heartbeatOutstanding = this.request(
       { action: "heartbeat" },
       ["heartbeatAck"],
@@ -493,6 +495,8 @@ function safeClose(socket, code, reason) {
 }
 
 const OVERLAP_MEMORY_MS = 10_000;
+// checkConnection() right after a heartbeat learns nothing new.
+const CHECK_AFTER_BEAT_MS = 5_000;
 
 function deliveryKey(message) {
   // The same broadcast reaches both connections of a refresh with its own timestamp.
@@ -748,6 +752,19 @@ class SessionClient extends Emitter {
     }).finally(() => {
       this._wakeReconnect = null;
     });
+  }
+
+  /**
+   * Heartbeats now, unless one went out in the last few seconds: for a page that comes back to
+   * the foreground or a phone that wakes up, whose connection may have died while its timers were
+   * frozen. A dead one is then found within `heartbeatAckTimeoutSeconds` (and reconnected as any
+   * drop), not one whole interval later.
+   */
+  checkConnection() {
+    const connection = this.connection;
+    if (this.state !== State.LIVE || !connection || connection.closed) return;
+    if (Date.now() - connection.lastBeatAt < CHECK_AFTER_BEAT_MS) return; // spare the heartbeat limit
+    connection._beat();
   }
 
   /** Closes every connection and stops reconnecting; the client cannot be used after. */

@@ -130,6 +130,38 @@ test("a heartbeat that is never acknowledged counts the connection as dead and t
   assert.deepEqual(joins.at(-1), { action: "joinSession", sessionId: "faithful-shepherd-427", targetLanguage: "fr", lastSeq: 0 });
 });
 
+test("checkConnection heartbeats at once, so a connection that died while the page slept is found without waiting for the next beat", async (t) => {
+  let answering = true;
+  const heartbeats = [];
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "heartbeat") {
+      heartbeats.push(server.sockets.indexOf(socket));
+      if (!answering) return;
+    }
+    joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  // An interval no test waits out: every heartbeat here is one checkConnection sent.
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 600, heartbeatAckTimeoutSeconds: 0.3 });
+  t.after(() => listener.close());
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "fr" });
+  listener.checkConnection();
+  await until(() => heartbeats.length === 1, "the first check's heartbeat");
+  listener.checkConnection(); // right after one: nothing new to learn, the heartbeat limit is spared
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.deepEqual(heartbeats, [0]);
+  assert.equal(listener.state, State.LIVE);
+
+  answering = false; // the line died silently, as a sleeping phone's does
+  await new Promise((resolve) => setTimeout(resolve, 5_000)); // past the spared moment after a beat
+  listener.checkConnection();
+  const reconnecting = await listener.once("state");
+  assert.equal(reconnecting.state, State.RECONNECTING);
+  answering = true;
+  await listener.once("reconnected");
+  assert.equal(server.sockets.length, 2, "rejoined on a new connection");
+});
+
 test("reconnecting waits a jittered, growing delay and gives up after the bound in the state failed", async (t) => {
   const server = await scriptedServer(joinAndRefreshScript);
   const url = server.url;

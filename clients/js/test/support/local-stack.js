@@ -35,10 +35,13 @@ export function runPython(args) {
 }
 
 /**
- * @param {{parameters?: Record<string, string>, scheduleSeconds?: number}} [options]
+ * `environment`: variables of the stack process itself (LOCAL_SPEAKER_TOKEN_SECONDS,
+ * LOCAL_TRANSLATE_TERMINOLOGIES); `idleTimeoutSeconds` and `maxConnectionSeconds`: the emulated
+ * gateway's idle close and hard connection limit (make run's IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS).
+ * @param {{parameters?: Record<string, string>, scheduleSeconds?: number, environment?: Record<string, string>, idleTimeoutSeconds?: number, maxConnectionSeconds?: number}} [options]
  * @returns {Promise<{info: any, tokenUrl: string, speakerToken: (email?: string) => Promise<string>, log: () => string, stop: () => Promise<void>}>}
  */
-export async function startStack({ parameters, scheduleSeconds } = {}) {
+export async function startStack({ parameters, scheduleSeconds, environment, idleTimeoutSeconds, maxConnectionSeconds } = {}) {
   const workdir = mkdtempSync(path.join(tmpdir(), "js-local-stack-"));
   const readyFile = path.join(workdir, "ready.json");
   const logFile = path.join(workdir, "stack.log");
@@ -50,10 +53,12 @@ export async function startStack({ parameters, scheduleSeconds } = {}) {
     args.push("--env-vars", envVars);
   }
   if (scheduleSeconds) args.push("--schedule-seconds", String(scheduleSeconds));
+  if (idleTimeoutSeconds) args.push("--idle-timeout-seconds", String(idleTimeoutSeconds));
+  if (maxConnectionSeconds) args.push("--max-connection-seconds", String(maxConnectionSeconds));
   const logFd = openSync(logFile, "w");
   const child = spawn(python(), args, {
     cwd: STACK_ROOT,
-    env: pythonEnvironment(),
+    env: { ...pythonEnvironment(), ...environment },
     stdio: ["ignore", logFd, logFd],
   });
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
