@@ -119,9 +119,8 @@ def speaker_token_seconds(environ: Mapping[str, str]) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_SPEAKER_TOKEN_SECONDS:
-        raise LocalStackError(
-            f"{SPEAKER_TOKEN_SECONDS_VARIABLE}={raw!r} must be a whole number of seconds from 1 to {MAX_SPEAKER_TOKEN_SECONDS}"
-        )
+        rule = f"must be a whole number of seconds from 1 to {MAX_SPEAKER_TOKEN_SECONDS}"
+        raise LocalStackError(f"{SPEAKER_TOKEN_SECONDS_VARIABLE}={raw!r} {rule}")
     return int(raw)
 
 
