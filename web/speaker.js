@@ -17,7 +17,8 @@ let auth;
 let client = null;
 let statusTimer = null;
 let dictation = null;
-// Lines typed or pasted, sent one at a time in order (the server allows CAPTIONS_PER_SECOND).
+// Lines typed, pasted or dictated ({text, lineId?}), sent one at a time in order (the server
+// allows CAPTIONS_PER_SECOND); through a drop they wait here rather than being lost.
 const captionQueue = [];
 let sendingCaptions = false;
 const MAX_CAPTION_CHARS = 2000;
@@ -149,6 +150,18 @@ function addSent(text, seq) {
   item.scrollIntoView({ block: "nearest" });
 }
 
+function waitingStatus() {
+  const count = captionQueue.length;
+  return `Reconnecting… ${count} ${count === 1 ? "line" : "lines"} will be sent when the connection is back.`;
+}
+
+/** Lines to send after the ones already waiting: `{text, lineId?}` each. */
+function queueCaptions(lines) {
+  captionQueue.push(...lines);
+  if (client?.state === State.RECONNECTING) captionStatus(waitingStatus());
+  drainCaptions();
+}
+
 async function drainCaptions() {
   if (sendingCaptions) return;
   sendingCaptions = true;
@@ -157,7 +170,7 @@ async function drainCaptions() {
       if (captionQueue.length > 1) captionStatus(`Sending… ${captionQueue.length} lines waiting.`);
       if (client.state === State.RECONNECTING) {
         // Not sent yet, so nothing can go out twice: wait for the session to be taken back.
-        captionStatus(`Reconnecting… ${captionQueue.length} lines will be sent when the connection is back.`);
+        captionStatus(waitingStatus());
         const waiting = client;
         await new Promise((resolve) => {
           const off = waiting.on("state", ({ state }) => {
@@ -169,9 +182,9 @@ async function drainCaptions() {
         });
         continue;
       }
-      const text = captionQueue[0];
+      const { text, lineId } = captionQueue[0];
       try {
-        const accepted = await client.sendCaption(text);
+        const accepted = await client.sendCaption(text, lineId ? { lineId } : {});
         captionQueue.shift();
         addSent(text, accepted.seq);
       } catch (error) {
@@ -181,7 +194,10 @@ async function drainCaptions() {
           continue;
         }
         // Not sent (or not known to be): back into the box, for the speaker to check and send.
-        const unsent = captionQueue.splice(0).join("\n");
+        const unsent = captionQueue
+          .splice(0)
+          .map((line) => line.text)
+          .join("\n");
         $("caption-text").value = [unsent, $("caption-text").value].filter(Boolean).join("\n");
         captionStatus(`Not sent: ${error.sentence ?? error.message} Press Send to try again.`);
         return;
@@ -198,8 +214,7 @@ function sendTyped(event) {
   const lines = captionLines($("caption-text").value);
   $("caption-text").value = "";
   if (!lines.length) return;
-  captionQueue.push(...lines);
-  drainCaptions();
+  queueCaptions(lines.map((text) => ({ text })));
 }
 
 function startCaptions() {
@@ -210,9 +225,13 @@ function startCaptions() {
     language: client?.session?.sourceLanguage ?? $("source-language").value,
     send: async (text, options) => {
       if (!client) throw new Error("The session is not live.");
-      const accepted = await client.sendCaption(text, options);
-      if (options.final) addSent(text, accepted.seq);
-      return accepted;
+      if (options.final) {
+        // In line with typed ones: through a drop or the per-second limit it waits, in order.
+        queueCaptions([{ text, lineId: options.lineId }]);
+        return null;
+      }
+      // Words still being spoken are worth sending only live; their final words follow anyway.
+      return client.state === State.LIVE ? client.sendCaption(text, options) : null;
     },
     onStatus: ({ running, text }) => {
       $("dictation-button").setAttribute("aria-pressed", String(running));

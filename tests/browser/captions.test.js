@@ -262,6 +262,32 @@ describe("captions in the page", { skip }, () => {
     for (const side of [speaker, english, spanish]) await side.context.close();
   });
 
+  test("dictated lines said while the speaker's connection is down wait and go out in order once it is back", async () => {
+    const speaker = await speakerWithSession(browser, stack, withScriptedSpeechRecognition);
+    const spanish = await listenerIn(browser, stack, speaker.sessionId, "es");
+    await speaker.page.getByRole("button", { name: "Start dictation" }).click();
+    await speaker.page.evaluate(() => globalThis.hear(0, [["Let us pray", true]]));
+    await waitForLines(spanish.page, ["[es] Let us pray"]);
+
+    await speaker.context.setOffline(true);
+    await speaker.page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "reconnecting");
+    await speaker.page.evaluate(() => {
+      globalThis.hear(1, [["Let us pray", true], ["Lord, hear our prayer", true]]);
+      globalThis.hear(2, [["Let us pray", true], ["Lord, hear our prayer", true], ["And let our cry", false]]);
+      globalThis.hear(2, [["Let us pray", true], ["Lord, hear our prayer", true], ["And let our cry come unto thee", true]]);
+    });
+    await speaker.page.getByText("Reconnecting… 2 lines will be sent when the connection is back.").waitFor();
+    await speaker.context.setOffline(false);
+    const said = ["Let us pray", "Lord, hear our prayer", "And let our cry come unto thee"];
+    await waitForLines(spanish.page, said.map((line) => `[es] ${line}`));
+    await sentCount(speaker.page, 3);
+    assert.deepEqual(await speaker.page.locator("#sent-captions li").allTextContents(), said);
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // room for a duplicate to show up
+    assert.deepEqual((await shownLines(spanish.page)).map(({ text }) => text), said.map((line) => `[es] ${line}`));
+    await speaker.context.close();
+    await spanish.context.close();
+  });
+
   test("the captions are dark and large by default, resizable, remembered, and still without motion when asked", async () => {
     const speaker = await speakerWithSession(browser, stack);
     const listener = await listenerIn(browser, stack, speaker.sessionId, "en", { reducedMotion: "reduce" });
