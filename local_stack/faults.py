@@ -19,13 +19,16 @@ Rules are written one per line (or separated by `;`), as `make fault FAULT=...` 
     jwks unavailable
     management throttle rate=0.2 count=10
     management status=410
+    management throttle op=PostToConnection after=1 count=12
 
 `table` matches when it is part of the table's name, case-insensitively (`Sessions` matches the
 template's SessionsTable whatever the stack named it); `op` is the API operation (`GetItem`,
 `PostToConnection`); `rate` is the share of matching requests that misbehave (default 1);
 `count` caps how many ever do (default: no cap), which makes "throttled twice, then answered"
-exact. Latency delays the answer after the request was served: the write happened, the caller
-just hears late (which is what a timeout past it sees in AWS too).
+exact; `after` lets that many matching requests through untouched first ("the reply goes out,
+then the fan-out's posts are throttled"). Latency delays the answer after the request was
+served: the write happened, the caller just hears late (which is what a timeout past it sees in
+AWS too).
 
 Run `python -m local_stack.faults --help` for the command behind `make fault`.
 """
@@ -94,8 +97,10 @@ class Rule:
     operation: str = ""
     rate: float = 1.0
     count: int | None = None
+    after: int = 0
     latency_seconds: float = 0.0
     injected: int = 0  # how many requests this rule made misbehave so far
+    passed: int = 0  # how many matching requests it let through because of `after`
 
     def matches(self, service: Service, operation: str, tables: Iterable[str]) -> bool:
         if service is not self.service:
@@ -115,6 +120,8 @@ class Rule:
             words.append(f"rate={self.rate:g}")
         if self.count is not None:
             words.append(f"count={self.count}")
+        if self.after:
+            words.append(f"after={self.after}")
         return " ".join(words)
 
     def to_json(self) -> dict[str, Any]:
@@ -184,6 +191,8 @@ def _apply_options(rule: Rule, options: dict[str, str]) -> None:
             rule.rate = _number("rate", value, low=0, high=1)
         elif key == "count":
             rule.count = int(_number("count", value, low=1))
+        elif key == "after":
+            rule.after = int(_number("after", value, low=0))
         else:
             raise FaultSpecError(f"{rule.service.value} rules take no {key!r}")
 
@@ -237,6 +246,9 @@ class FaultPlan:
             failure: Rule | None = None
             for rule in self.rules:
                 if not rule.matches(service, operation, tables):
+                    continue
+                if rule.passed < rule.after:
+                    rule.passed += 1
                     continue
                 if rule.count is not None and rule.injected >= rule.count:
                     continue

@@ -34,12 +34,14 @@ def test_rules_read_as_the_docstring_writes_them():
         "dynamodb throttle table=Sessions op=TransactWriteItems rate=0.5\n"
         "dynamodb latency=0.8 table=Connections; jwks unavailable\n"
         "# a comment\n"
-        "management status=429 count=3"
+        "management status=429 count=3\n"
+        "management throttle op=PostToConnection after=1 count=12"
     )
     assert [(r.service, r.effect) for r in rules] == [
         (Service.DYNAMODB, Effect.THROTTLE),
         (Service.DYNAMODB, Effect.LATENCY),
         (Service.JWKS, Effect.UNAVAILABLE),
+        (Service.MANAGEMENT, Effect.THROTTLE),
         (Service.MANAGEMENT, Effect.THROTTLE),
     ]
     assert (rules[0].table, rules[0].operation, rules[0].rate) == ("Sessions", "TransactWriteItems", 0.5)
@@ -49,6 +51,7 @@ def test_rules_read_as_the_docstring_writes_them():
         "dynamodb latency=0.8 table=Connections",
         "jwks unavailable",
         "management throttle count=3",
+        "management throttle op=PostToConnection count=12 after=1",
     ]
 
 
@@ -69,6 +72,7 @@ def test_rules_read_as_the_docstring_writes_them():
         ("management status=418", "status"),
         ("dynamodb error count=0", "count"),
         ("dynamodb error colour=red", "colour"),
+        ("dynamodb error after=-1", "after"),
     ],
 )
 def test_a_bad_rule_is_refused_naming_the_word_at_fault(text: str, named: str):
@@ -90,6 +94,19 @@ def test_count_caps_the_injections_and_rate_picks_a_share():
     ]
     assert plan.to_json()["rules"][0]["injected"] == 2
     assert plan.requests["dynamodb GetItem t"] == 8
+
+
+def test_after_lets_the_first_requests_through_then_the_rule_fires():
+    plan = FaultPlan()
+    plan.replace(parse_rules("management throttle op=PostToConnection after=1 count=2"))
+    fired = [plan.decide(Service.MANAGEMENT, "PostToConnection") is not None for _ in range(5)]
+    assert fired == [False, True, True, False, False]
+    # requests of another operation neither fire it nor use up its `after`
+    plan.replace(parse_rules("management throttle op=PostToConnection after=1"))
+    assert plan.decide(Service.MANAGEMENT, "DeleteConnection") is None
+    assert plan.decide(Service.MANAGEMENT, "PostToConnection") is None
+    assert plan.decide(Service.MANAGEMENT, "PostToConnection") is not None
+    assert plan.to_json()["rules"][0]["passed"] == 1
 
 
 # ---------------------------------------------------------------- moto behind the middleware

@@ -28,9 +28,12 @@ RATE_LIMITS_DYNAMODB_CONFIG = Config(
     read_timeout=1,
     max_pool_connections=32,
 )
-# PostToConnection shares an account-wide throttle: give broadcasts a little more patience.
+# PostToConnection shares an account-wide throttle. 3 attempts (at most 1 + 2 s of backoff) keep
+# one post short, so a caller's reply and a fan-out both fit their function's timeout; a fan-out
+# posts what still failed again in later rounds, within a budget (session_manager/delivery.py).
+# (`max_attempts=4` was 5 attempts and up to 15 s of backoff for a single post.)
 MANAGEMENT_API_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4},
+    retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=1,
     read_timeout=3,
     max_pool_connections=32,

@@ -1,0 +1,104 @@
+"""The fan-out's own rounds (session_manager/delivery.py) for posts that still fail after
+botocore's 3 attempts: a claimed listener is posted again, never claimed twice, and told once;
+past the retry budget the outcome is counted and logged. In process, with a scripted notifier:
+what happens over the wire is test_degradation.py's."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from session_manager.delivery import RETRY_PAUSE_CAP_SECONDS, NoticeDelivery
+from session_manager.errors import ServiceUnavailableError
+from session_manager.outcomes import Notice
+
+
+class ScriptedNotifier:
+    """Refuses each connection's first `failures[connection_id]` posts (as a post throttled
+    through all of botocore's attempts is refused), then takes them."""
+
+    def __init__(self, failures: dict[str, int]) -> None:
+        self.failures = dict(failures)
+        self.told: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def send(self, connection_id: str, message: dict) -> bool:
+        with self._lock:
+            self.attempts[connection_id] += 1
+            if self.failures.get(connection_id, 0) > 0:
+                self.failures[connection_id] -= 1
+                raise ServiceUnavailableError()
+            self.told[connection_id] += 1
+        return True
+
+    def close(self, connection_id: str) -> bool:
+        return True
+
+
+class ClaimingConnections:
+    """detach_from_session succeeds once per connection, as the conditional write does."""
+
+    def __init__(self) -> None:
+        self.claims: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def detach_from_session(self, connection_id: str, session_id: str) -> bool:
+        with self._lock:
+            self.claims[connection_id] += 1
+            return self.claims[connection_id] == 1
+
+
+class PausedClock:
+    """Time that passes only in the delivery's pauses."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def _ended(listeners: list[str]) -> Notice:
+    return Notice(tuple(listeners), {"type": "sessionEnded"}, claim_from_session="bountiful-nest-167")
+
+
+def test_posts_refused_in_the_first_round_are_posted_again_and_each_listener_is_told_once():
+    listeners = [f"c{n}" for n in range(12)]
+    notifier = ScriptedNotifier({"c0": 2, "c1": 1, "c5": 3})
+    connections = ClaimingConnections()
+    clock = PausedClock()
+    delivery = NoticeDelivery(notifier, connections, sleep=clock.sleep, jitter=lambda: 1.0, clock=clock)
+
+    outcome = delivery.carry_out([_ended(listeners)])
+
+    assert outcome.counts() == {"delivered": 12, "gone": 0, "skipped": 0, "failed": 0}
+    assert notifier.told == Counter({listener: 1 for listener in listeners})
+    assert connections.claims == Counter({listener: 1 for listener in listeners})  # claimed once, kept
+    assert notifier.attempts["c5"] == 4
+    # backoff: doubling pauses (here with the jitter's largest share), capped
+    assert clock.pauses == [0.25, 0.5, 1.0]
+
+
+def test_past_the_retry_budget_what_was_not_told_is_counted_failed_and_logged(caplog):
+    notifier = ScriptedNotifier({"c1": 1_000})
+    connections = ClaimingConnections()
+    clock = PausedClock()
+    delivery = NoticeDelivery(
+        notifier, connections, sleep=clock.sleep, jitter=lambda: 0.5, clock=clock, retry_budget_seconds=3.0
+    )
+
+    with caplog.at_level("WARNING"):
+        outcome = delivery.carry_out([_ended(["c0", "c1"])])
+
+    assert outcome.counts() == {"delivered": 1, "gone": 0, "skipped": 0, "failed": 1}
+    assert notifier.told == Counter({"c0": 1})
+    # half of each doubling pause, at most half the cap; no round once the next pause would pass 3 s
+    assert clock.pauses == [0.125, 0.25, 0.5, 1.0, RETRY_PAUSE_CAP_SECONDS / 2]
+    (warning,) = [record for record in caplog.records if record.getMessage() == "notices incomplete"]
+    assert (warning.failed, warning.claimedUntold, warning.retryRounds) == (1, 1, 5)
