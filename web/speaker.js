@@ -292,10 +292,15 @@ async function signedIn() {
       await client.resumeSession(resumable);
       showSession(resumable);
       return;
-    } catch {
+    } catch (error) {
       store(sessionStorage, SESSION_KEY, null);
       client.close();
       client = null;
+      showError(
+        error.code === "SESSION_NOT_FOUND"
+          ? { sentence: "The session this tab was running has ended.", next: "Start a new session." }
+          : describeError(error),
+      );
     }
   }
   showState(State.IDLE, MESSAGES.states.idle);
@@ -397,6 +402,16 @@ async function start() {
     }
   });
   document.body.dataset.ready = "true";
+  if (auth.mode === "local" && stored(sessionStorage, SESSION_KEY)) {
+    // A reload mid-service (F5, a tab the browser restarted): the demo speaker needs no password,
+    // so the session is taken back at once, well within the grace, without a click.
+    try {
+      await auth.signIn();
+      await signedIn();
+    } catch (error) {
+      showError({ sentence: error.message, next: "" });
+    }
+  }
 }
 
 start();

@@ -288,6 +288,23 @@ describe("captions in the page", { skip }, () => {
     await spanish.context.close();
   });
 
+  test("a speaker page reloaded mid-service takes its session back by itself; the listener reads on", async () => {
+    const speaker = await speakerWithSession(browser, stack);
+    const spanish = await listenerIn(browser, stack, speaker.sessionId, "es");
+    await typeLine(speaker.page, "The peace of the Lord be always with you");
+    await waitForLines(spanish.page, ["[es] The peace of the Lord be always with you"]);
+    await speaker.page.reload();
+    await speaker.page.locator("#live-view").waitFor();
+    assert.equal(await speaker.page.locator("#session-id").textContent(), speaker.sessionId);
+    assert.equal(await speaker.page.locator("#sign-in-view").isHidden(), true, "no sign-in asked for");
+    await speaker.page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "live");
+    await typeLine(speaker.page, "And also with you");
+    await waitForLines(spanish.page, ["[es] The peace of the Lord be always with you", "[es] And also with you"]);
+    assert.equal(await spanish.page.locator("#listening-view").isVisible(), true);
+    await speaker.context.close();
+    await spanish.context.close();
+  });
+
   test("the captions are dark and large by default, resizable, remembered, and still without motion when asked", async () => {
     const speaker = await speakerWithSession(browser, stack);
     const listener = await listenerIn(browser, stack, speaker.sessionId, "en", { reducedMotion: "reduce" });
