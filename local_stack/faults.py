@@ -1,11 +1,12 @@
-"""The fault knob: makes the embedded DynamoDB, the JWKS endpoint and the management API
-misbehave at a given rate, switchable while the stack runs, so users can watch the system degrade
+"""The fault knob: makes the embedded DynamoDB, the JWKS endpoint, the management API and the
+Translate emulator misbehave at a given rate, switchable while the stack runs, so users can watch the system degrade
 and recover and tests can prove requirement 21's paths.
 
 One process-wide `FaultPlan` holds the rules; three thin adapters consult it:
 
 - `MotoFaults`, a WSGI middleware in front of moto's server: DynamoDB requests (by operation and
-  table, from `X-Amz-Target` and the request's table names) and the pool's JWKS document.
+  table, from `X-Amz-Target` and the request's table names), the pool's JWKS document and
+  Translate (local_stack/translate_emulator.py answers on the same endpoint, behind this).
 - `management_middleware`, in front of the @connections API (PostToConnection and friends).
 - `FaultControl`, the loopback-only endpoint `/_local/faults` on the stack's HTTP port:
   GET shows the rules and what they did, PUT replaces them, POST adds to them, DELETE clears them.
@@ -20,6 +21,8 @@ Rules are written one per line (or separated by `;`), as `make fault FAULT=...` 
     management throttle rate=0.2 count=10
     management status=410
     management throttle op=PostToConnection after=1 count=12
+    translate error rate=0.5
+    translate throttle op=TranslateText
 
 `table` matches when it is part of the table's name, case-insensitively (`Sessions` matches the
 template's SessionsTable whatever the stack named it); `op` is the API operation (`GetItem`,
@@ -64,12 +67,13 @@ class Service(StrEnum):
     DYNAMODB = "dynamodb"
     JWKS = "jwks"
     MANAGEMENT = "management"
+    TRANSLATE = "translate"
 
 
 class Effect(StrEnum):
     ERROR = "error"  # 500
     UNAVAILABLE = "unavailable"  # 503
-    THROTTLE = "throttle"  # DynamoDB: ProvisionedThroughputExceeded; management: 429
+    THROTTLE = "throttle"  # DynamoDB: ProvisionedThroughputExceeded; management: 429; Translate: TooManyRequests
     ACCESS_DENIED = "access-denied"  # DynamoDB: the function's role lacks the permission
     GONE = "gone"  # management: 410, the connection is gone
     LATENCY = "latency"
@@ -79,6 +83,7 @@ _EFFECTS = {
     Service.DYNAMODB: {Effect.ERROR, Effect.UNAVAILABLE, Effect.THROTTLE, Effect.ACCESS_DENIED, Effect.LATENCY},
     Service.JWKS: {Effect.ERROR, Effect.UNAVAILABLE, Effect.LATENCY},
     Service.MANAGEMENT: {Effect.ERROR, Effect.UNAVAILABLE, Effect.THROTTLE, Effect.GONE, Effect.LATENCY},
+    Service.TRANSLATE: {Effect.ERROR, Effect.UNAVAILABLE, Effect.THROTTLE, Effect.LATENCY},
 }
 # The management API's answers, as API Gateway gives them (`status=` is another way to name them).
 _MANAGEMENT_STATUSES = {410: Effect.GONE, 429: Effect.THROTTLE, 500: Effect.ERROR, 503: Effect.UNAVAILABLE}
@@ -279,6 +284,7 @@ PLAN = FaultPlan()
 
 _JWKS_PATH = re.compile(r"^/[^/]+/\.well-known/jwks\.json$")
 _DYNAMODB_TARGET = "DynamoDB_20120810."
+_TRANSLATE_TARGET = "AWSShineFrontendService_20170701."  # local_stack/translate_emulator.py
 _DYNAMODB_ERRORS = {
     Effect.ERROR: (500, "InternalServerError", "Internal server error (injected by the fault knob)"),
     Effect.UNAVAILABLE: (503, "ServiceUnavailable", "Service unavailable (injected by the fault knob)"),
@@ -291,6 +297,20 @@ _DYNAMODB_ERRORS = {
         400,
         "AccessDeniedException",
         "User is not authorized to perform this action on the table (injected by the fault knob)",
+    ),
+}
+# Translate's own error shapes (its API reference): botocore's standard retry mode retries all three.
+_TRANSLATE_ERRORS = {
+    Effect.ERROR: (500, "InternalServerException", "An internal server error occurred (injected by the fault knob)"),
+    Effect.UNAVAILABLE: (
+        503,
+        "ServiceUnavailableException",
+        "The Amazon Translate service is temporarily unavailable (injected by the fault knob)",
+    ),
+    Effect.THROTTLE: (
+        400,
+        "TooManyRequestsException",
+        "You have made too many requests within a short period of time (injected by the fault knob)",
     ),
 }
 _REASONS = {
@@ -349,13 +369,20 @@ class MotoFaults:
             except ValueError:
                 body = {}
             return self.plan.decide(Service.DYNAMODB, target[len(_DYNAMODB_TARGET) :], dynamodb_tables(body))
+        if target.startswith(_TRANSLATE_TARGET):
+            return self.plan.decide(Service.TRANSLATE, target[len(_TRANSLATE_TARGET) :])
         if environ.get("REQUEST_METHOD") == "GET" and _JWKS_PATH.match(environ.get("PATH_INFO", "")):
             return self.plan.decide(Service.JWKS, "GetJwks")
         return None
 
     @staticmethod
     def _refusal(environ: dict[str, Any], effect: Effect, start_response: Callable[..., Any]) -> list[bytes]:
-        if environ.get("HTTP_X_AMZ_TARGET"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(_TRANSLATE_TARGET):
+            status, code, message = _TRANSLATE_ERRORS[effect]
+            body = json.dumps({"__type": code, "message": message}).encode()
+            content_type = "application/x-amz-json-1.1"
+        elif target:
             status, code, message = _DYNAMODB_ERRORS[effect]
             body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode()
             content_type = "application/x-amz-json-1.0"

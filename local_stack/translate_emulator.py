@@ -16,6 +16,11 @@ Custom terminologies: with LOCAL_TRANSLATE_TERMINOLOGIES unset, every terminolog
 only those exist and any other is a ResourceNotFoundException, as on AWS. Terminologies are named
 in the answer (AppliedTerminologies) but apply no terms.
 
+Faults: the fault knob (local_stack/faults.py, `make fault FAULT="translate error rate=0.5"`)
+sits in front of this emulator on the same endpoint and answers for it, in Translate's error shapes
+(InternalServerException, ServiceUnavailableException, TooManyRequestsException) or late; the
+emulator itself always answers truthfully, so clearing the fault is all a recovery takes.
+
 docs/local-stack.md, "Amazon Translate and the SQS event source", says where this differs from AWS.
 """
 

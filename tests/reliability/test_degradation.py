@@ -139,6 +139,45 @@ async def test_rate_limits_down_skips_limiting_with_a_warning(faulty_stack: Stac
     assert_invariants(stack)
 
 
+async def test_translate_failing_still_captions_every_listener_marked_untranslated_then_recovers(
+    faulty_stack: Stack,
+):
+    stack = faulty_stack
+    speaker, created = await speaker_with_session(stack)  # speaks English
+    session_id = created["sessionId"]
+    listeners = await asyncio.gather(
+        *(listener_in(stack, session_id, language) for language in ("es", "es", "fr", "en"))
+    )
+    translated = [
+        (client, joined["targetLanguage"]) for client, joined in listeners if joined["targetLanguage"] != "en"
+    ]
+    english = next(client for client, joined in listeners if joined["targetLanguage"] == "en")
+    # WHEN every TranslateText fails (500, retried by botocore, then given up)
+    await set_faults(stack, "translate error op=TranslateText")
+    try:
+        accepted = await speaker.request("sendCaption", SETUP_REPLY_SECONDS, text="Grace and peace")
+        assert accepted["type"] == "captionAccepted", accepted
+        # THEN every listener still gets the line: the source text, marked untranslated (protocol.md)
+        for client, language in translated:
+            line = await client.expect("caption", SETUP_REPLY_SECONDS)
+            assert (line["text"], line["language"], line.get("untranslated")) == ("Grace and peace", language, True)
+        line = await english.expect("caption", SETUP_REPLY_SECONDS)
+        assert (line["text"], line.get("untranslated")) == ("Grace and peace", None), line
+        failed_requests = (await fault_state(stack))["rules"][0]["injected"]
+        assert failed_requests >= 2, f"Translate was asked {failed_requests} time(s) for two languages"
+    finally:
+        await clear_faults(stack)
+    # THEN with the fault cleared, the next line is translated again, without a restart
+    accepted = await speaker.request("sendCaption", SETUP_REPLY_SECONDS, text="to you")
+    assert accepted["type"] == "captionAccepted", accepted
+    for client, language in translated:
+        line = await client.expect("caption", SETUP_REPLY_SECONDS)
+        assert (line["text"], line.get("untranslated")) == (f"[{language}] to you", None), line
+    assert (await english.expect("caption", SETUP_REPLY_SECONDS))["text"] == "to you"
+    record("translate down", listeners=len(listeners), translate_requests_failed=failed_requests)
+    assert_invariants(stack)
+
+
 async def _join_until_breaker_opens(stack: Stack, client: ProtocolClient, session_id: str) -> int:
     """Joins until BREAKER_FAILURES joins in a row answer without a request reaching the
     Sessions table; the number of joins it took."""

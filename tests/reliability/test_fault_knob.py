@@ -22,11 +22,13 @@ from local_stack.faults import (
     FaultControl,
     FaultPlan,
     FaultSpecError,
+    MotoFaults,
     Service,
     install_on_moto,
     management_middleware,
     parse_rules,
 )
+from local_stack.translate_emulator import TranslateEmulator, TranslateMiddleware
 
 
 def test_rules_read_as_the_docstring_writes_them():
@@ -35,7 +37,8 @@ def test_rules_read_as_the_docstring_writes_them():
         "dynamodb latency=0.8 table=Connections; jwks unavailable\n"
         "# a comment\n"
         "management status=429 count=3\n"
-        "management throttle op=PostToConnection after=1 count=12"
+        "management throttle op=PostToConnection after=1 count=12; translate error rate=0.5\n"
+        "translate latency=2 op=TranslateText"
     )
     assert [(r.service, r.effect) for r in rules] == [
         (Service.DYNAMODB, Effect.THROTTLE),
@@ -43,6 +46,8 @@ def test_rules_read_as_the_docstring_writes_them():
         (Service.JWKS, Effect.UNAVAILABLE),
         (Service.MANAGEMENT, Effect.THROTTLE),
         (Service.MANAGEMENT, Effect.THROTTLE),
+        (Service.TRANSLATE, Effect.ERROR),
+        (Service.TRANSLATE, Effect.LATENCY),
     ]
     assert (rules[0].table, rules[0].operation, rules[0].rate) == ("Sessions", "TransactWriteItems", 0.5)
     assert rules[1].latency_seconds == 0.8 and rules[3].count == 3
@@ -52,6 +57,8 @@ def test_rules_read_as_the_docstring_writes_them():
         "jwks unavailable",
         "management throttle count=3",
         "management throttle op=PostToConnection count=12 after=1",
+        "translate error rate=0.5",
+        "translate latency=2 op=TranslateText",
     ]
 
 
@@ -73,6 +80,10 @@ def test_rules_read_as_the_docstring_writes_them():
         ("dynamodb error count=0", "count"),
         ("dynamodb error colour=red", "colour"),
         ("dynamodb error after=-1", "after"),
+        ("translate gone", "cannot gone"),
+        ("translate access-denied", "cannot access-denied"),
+        ("translate error table=Sessions", "table"),
+        ("translate status=429", "status"),
     ],
 )
 def test_a_bad_rule_is_refused_naming_the_word_at_fault(text: str, named: str):
@@ -235,6 +246,62 @@ def test_the_jwks_document_can_fail_while_dynamodb_answers(moto_endpoint, plan, 
     plan.clear()
     with urllib.request.urlopen(url, timeout=5) as response:
         assert json.loads(response.read())["keys"]
+
+
+@pytest.fixture
+def translate_plan(moto_endpoint):
+    """The stack's order (local_stack/embedded_aws.py): the knob, then the Translate emulator,
+    then moto."""
+    server, _ = moto_endpoint
+    wsgi_server = server._server
+    bare = wsgi_server.app.app if isinstance(wsgi_server.app, MotoFaults) else wsgi_server.app
+    plan = FaultPlan()
+    wsgi_server.app = MotoFaults(TranslateMiddleware(bare, TranslateEmulator(("en", "es"))), plan)
+    yield plan
+    wsgi_server.app = bare
+
+
+def _translate(endpoint: str, attempts: int = 1):
+    return boto3.client(
+        "translate",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "total_max_attempts": attempts}, read_timeout=5),
+    )
+
+
+def _translate_text(client) -> str:
+    return client.translate_text(Text="Amen", SourceLanguageCode="en", TargetLanguageCode="es")["TranslatedText"]
+
+
+@pytest.mark.parametrize(
+    ("effect", "code", "status"),
+    [
+        ("throttle", "TooManyRequestsException", 400),
+        ("error", "InternalServerException", 500),
+        ("unavailable", "ServiceUnavailableException", 503),
+    ],
+)
+def test_translate_answers_each_effect_as_botocore_names_it(moto_endpoint, translate_plan, effect, code, status):
+    client = _translate(moto_endpoint[1])
+    translate_plan.replace(parse_rules(f"translate {effect} op=TranslateText"))
+    with pytest.raises(ClientError) as raised:
+        _translate_text(client)
+    assert raised.value.response["Error"]["Code"] == code
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    # Only that operation misbehaves; once cleared, the emulator translates again.
+    assert client.list_languages()["Languages"]
+    translate_plan.clear()
+    assert _translate_text(client) == "[es] Amen"
+
+
+def test_translate_throttled_twice_then_answered_is_retried_by_botocore(moto_endpoint, translate_plan):
+    translate_plan.replace(parse_rules("translate throttle count=2"))
+    assert _translate_text(_translate(moto_endpoint[1], attempts=3)) == "[es] Amen"
+    assert translate_plan.rules[0].injected == 2
+    assert translate_plan.requests["translate TranslateText"] == 3
 
 
 # ---------------------------------------------------------------- the management API and the control endpoint
