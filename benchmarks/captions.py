@@ -100,7 +100,8 @@ async def captions(stack: BenchStack, storm: Storm, lines: int, *, name: str = "
         each_listener_ms=percentiles(each_listener_ms),
         captionAccepted_ms=percentiles(accepted_ms),
         translate_requests_per_caption=sum((after["translate"] - before["translate"]).values()) / lines,
-        sqs_requests_per_caption=sum((after["sqs"] - before["sqs"]).values()) / lines,
+        # Sends only: the event source's pollers receive from the queue whether or not it is used.
+        sqs_sends_per_caption=(after["sqs"] - before["sqs"])["SendMessageBatch"] / lines,
         messages_per_caption=outcomes["delivered"] / lines,
         minimum=dict(minimum, messages=len(seated)),
     )

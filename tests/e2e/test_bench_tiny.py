@@ -36,7 +36,9 @@ def test_a_tiny_run_of_every_benchmark_scenario(capsys):
         assert figures.outcomes["delivered"] == figures.operations * figures.extra["listeners"], figures.scenario
         assert figures.extra["translate_requests_per_caption"] == 3, figures.scenario
     queued = next(figures for figures in results if figures.scenario.startswith("captions queued"))
-    assert queued.extra["sqs_requests_per_caption"] > 0
+    assert queued.extra["sqs_sends_per_caption"] > 0
+    direct = next(figures for figures in results if figures.scenario.startswith("captions direct"))
+    assert direct.extra["sqs_sends_per_caption"] == 0
     assert context["cost"]["options"]
 
 
