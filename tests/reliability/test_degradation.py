@@ -4,6 +4,7 @@ in recovery once the fault is cleared, without a restart, with nothing half-writ
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,55 @@ async def test_post_to_connection_throttled_mid_fan_out_still_tells_every_listen
         record("fan-out throttled", listeners=len(listeners), posts_throttled=throttled)
     finally:
         await clear_faults(stack)
+    assert_invariants(stack)
+
+
+def _logged(stack: Stack, function: str, message: str) -> list[dict]:
+    """The JSON log lines of one function with that message."""
+    prefix = f"[{function}] "
+    lines = (line[len(prefix) :] for line in _log(stack).splitlines() if line.startswith(prefix))
+    return [
+        entry
+        for entry in map(json.loads, (line for line in lines if line.startswith("{")))
+        if entry.get("message") == message
+    ]
+
+
+async def test_post_to_connection_throttled_throughout_ends_the_fan_out_with_a_clear_outcome(faulty_stack: Stack):
+    stack = faulty_stack
+    speaker, created = await speaker_with_session(stack)
+    listeners = [
+        client for client, _ in await asyncio.gather(*(listener_in(stack, created["sessionId"]) for _ in range(3)))
+    ]
+    before = len(_logged(stack, "EndSessionFunction", "notices incomplete"))
+    # WHEN every post after the speaker's reply is throttled
+    await set_faults(stack, "management throttle op=PostToConnection after=1")
+    try:
+        ended = await speaker.request("endSession", SETUP_REPLY_SECONDS)
+        assert ended["type"] == "sessionEnded", ended
+        # THEN the fan-out retries in rounds, then gives up and says so: each listener counted
+        # failed, claimed and untold (within the function's time: it is not timed out)
+        for _ in range(120):
+            incomplete = _logged(stack, "EndSessionFunction", "notices incomplete")[before:]
+            if incomplete:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"no 'notices incomplete'; the stack's log ends:\n{_log(stack)[-4000:]}")
+        (outcome,) = incomplete
+        assert (outcome["failed"], outcome["claimedUntold"], outcome["delivered"]) == (3, 3, 0), outcome
+        assert outcome["retryRounds"] >= 1 and outcome["reposted"] >= 3, outcome
+        throttled = (await fault_state(stack))["rules"][0]["injected"]
+        # 3 attempts per post, in at least two rounds
+        assert throttled >= 3 * 3 * 2, throttled
+        assert "EndSessionFunction: Task timed out" not in _log(stack)
+        record(
+            "fan-out throttled throughout", listeners=3, posts_throttled=throttled, retry_rounds=outcome["retryRounds"]
+        )
+    finally:
+        await clear_faults(stack)
+    for heard in await asyncio.gather(*(listener.drain(1.0) for listener in listeners)):
+        assert [message for message in heard if message["type"] == "sessionEnded"] == [], heard
     assert_invariants(stack)
 
 
