@@ -28,8 +28,14 @@ SESSION_ID_PATTERN = re.compile(r"^[a-z]+-[a-z]+-[1-9][0-9]{2}$")
 # Replies to a heartbeat: with keepalive on, they are kept apart from everything else.
 HEARTBEAT_REPLIES = frozenset({"heartbeatAck", "connectionRefreshRequired", "connectionWarning"})
 ERROR_FIELDS = {"type", "timestamp", "code", "message", "status", "requestId", "sessionId", "retryAfter", "details"}
-# Well formed, but no word list holds these words, so no session can ever have this id.
-_unknown_ids = (f"unheard-nowhere-{n}" for n in itertools.count(101))
+# Well formed, but no word list holds these words, so no session can ever have this id; the
+# pattern allows 899 numbers per pair of words, so the first word changes after each 899.
+_NUMBERS = range(101, 1000)
+_unknown_ids = (
+    f"unheard{''.join(chr(ord('a') + int(d)) for d in str(round_))}-nowhere-{n}"
+    for round_ in itertools.count()
+    for n in _NUMBERS
+)
 
 
 def unknown_session_id() -> str:

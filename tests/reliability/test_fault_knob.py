@@ -141,15 +141,19 @@ def plan(moto_endpoint):
     return plan
 
 
-def _dynamodb(endpoint: str, attempts: int = 1):
+def _client(service: str, endpoint: str, attempts: int = 1):
     return boto3.client(
-        "dynamodb",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
         config=Config(retries={"mode": "standard", "total_max_attempts": attempts}, read_timeout=5),
     )
+
+
+def _dynamodb(endpoint: str, attempts: int = 1):
+    return _client("dynamodb", endpoint, attempts)
 
 
 @pytest.fixture
@@ -262,14 +266,7 @@ def translate_plan(moto_endpoint):
 
 
 def _translate(endpoint: str, attempts: int = 1):
-    return boto3.client(
-        "translate",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(retries={"mode": "standard", "total_max_attempts": attempts}, read_timeout=5),
-    )
+    return _client("translate", endpoint, attempts)
 
 
 def _translate_text(client) -> str:

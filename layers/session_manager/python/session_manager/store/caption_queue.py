@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from session_manager.errors import ServiceUnavailableError
 from session_manager.outcomes import Message
 
-SQS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3)
+SQS_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=3)
 PAGE_SIZE = 100  # connection ids per SQS message: well inside its 256 KB with a 2,000-character line
 BATCH_SIZE = 10  # messages per SendMessageBatch
 

@@ -20,7 +20,7 @@ from session_manager.observability import metrics
 logger = Logger(child=True)
 
 TRANSLATE_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3, max_pool_connections=16
+    retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=3, max_pool_connections=16
 )
 CACHE_LINES = 512
 
