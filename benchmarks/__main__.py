@@ -16,7 +16,16 @@ from typing import Any
 from benchmarks import captions, cold_start, heartbeat_cost
 from benchmarks.figures import Figures, print_table, save
 from benchmarks.floors import echo_floor, moto_floors
-from benchmarks.scenarios import BenchStack, creations, disconnects, fan_out, heartbeats, join_storm, sequential
+from benchmarks.scenarios import (
+    BenchStack,
+    creations,
+    disconnects,
+    fan_out,
+    heartbeats,
+    join_storm,
+    seat_race,
+    sequential,
+)
 from local_stack.testing import running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +40,7 @@ BENCH_PARAMETERS = {
     "RATE_LIMIT_HEARTBEATS_PER_MIN": "1000",
     "SPEAKER_RECONNECT_GRACE_SECONDS": "0",
 }
+TEMPLATE_CAPACITY = 500  # MaxListenersPerSession's default, which BENCH_PARAMETERS leaves alone
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class Sizes:
     cold_start: bool = True
     caption_lines: int = 20
     crossover_rooms: tuple[int, ...] = (50, 200, 500)
+    race_joiners: int = 1000  # into TEMPLATE_CAPACITY seats; 0 skips the race
+    race_addresses: int = 100
 
 
 TINY = Sizes(
@@ -61,6 +73,7 @@ TINY = Sizes(
     cold_start=False,
     caption_lines=3,
     crossover_rooms=(6,),
+    race_joiners=0,  # tests/reliability/test_races.py runs the race small in make test
 )
 
 
@@ -156,6 +169,11 @@ async def _main_stack_scenarios(
         stack, sizes.crossover_rooms, sizes.in_flight, sizes.caption_lines, "direct"
     )
     results.extend(context["crossover_direct"])
+    if sizes.race_joiners:
+        race = await seat_race(stack, sizes.race_joiners, sizes.race_addresses, sizes.in_flight, TEMPLATE_CAPACITY)
+        results.append(race.figures)
+        await disconnects(stack, race)
+        await race.speaker.close()
     if sizes.cold_start:
         context["cold_start"] = await asyncio.to_thread(
             cold_start.measure, cold_start.environments_of(stack.processes())
@@ -254,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.crossover_rooms,
         help="room sizes of the caption crossover, e.g. 50,200,500,1000",
     )
+    parser.add_argument("--race-joiners", type=int, default=defaults.race_joiners, help="0 skips the seat race")
+    parser.add_argument("--race-addresses", type=int, default=defaults.race_addresses)
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="the test suite's sizes")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -271,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             storm_runs=max(1, arguments.storm_runs),
             caption_lines=arguments.caption_lines,
             crossover_rooms=arguments.crossover_rooms,
+            race_joiners=arguments.race_joiners,
+            race_addresses=arguments.race_addresses,
             cold_start=not arguments.no_cold_start,
         )
     results, context = run(sizes, arguments.json)

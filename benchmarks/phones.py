@@ -33,11 +33,16 @@ class Phone:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, token: str | None = None, open_timeout: float = 60.0) -> Phone:
+    async def connect(
+        cls, url: str, token: str | None = None, open_timeout: float = 60.0, *, source_address: str | None = None
+    ) -> Phone:
+        """`source_address`: a loopback address of its own (127.0.0.0/8 is all loopback on Linux),
+        for a phone that must not share its per-IP limits with the rest of the room."""
         target = f"{url}?token={token}" if token else url
+        local = {"local_addr": (source_address, 0)} if source_address else {}
         try:
             connection = await websockets.connect(
-                target, open_timeout=open_timeout, close_timeout=5, max_size=None, ping_interval=None
+                target, open_timeout=open_timeout, close_timeout=5, max_size=None, ping_interval=None, **local
             )
         except websockets.InvalidStatus as refused:
             raise HandshakeRefused(refused.response.status_code) from None

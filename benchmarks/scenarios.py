@@ -12,6 +12,7 @@ import random
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,13 +217,23 @@ class Storm:
     languages: dict[str, str] = field(default_factory=dict)  # each seated phone's, by connection id
 
 
-async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name: str = "join storm") -> Storm:
-    """`listeners` phones connect and join one session, `in_flight` at a time, all from one IP;
-    then the truth check: what each phone was told against the tables."""
+async def join_storm(
+    stack: BenchStack,
+    listeners: int,
+    in_flight: int,
+    *,
+    name: str = "join storm",
+    addresses: int = 1,
+    target: str = "p95 < 1 s, >= 100 joins/s",
+    on_session: Callable[[str], object] | None = None,
+) -> Storm:
+    """`listeners` phones connect and join one session, `in_flight` at a time, from one IP (a
+    church NAT) or from `addresses` loopback addresses; then the truth check: what each phone was
+    told against the tables. `on_session` hears the session id before the first phone connects."""
     speaker, session_id = await _speaker(stack)
-    figures = Figures(
-        f"{name} ({listeners}, {in_flight} in flight)", listeners, 0.0, target="p95 < 1 s, >= 100 joins/s"
-    )
+    if on_session is not None:
+        on_session(session_id)
+    figures = Figures(f"{name} ({listeners}, {in_flight} in flight)", listeners, 0.0, target=target)
     storm = Storm(figures, speaker, session_id)
     gate = asyncio.Semaphore(in_flight)
     outcomes: Counter[str] = Counter()
@@ -230,8 +241,9 @@ async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name:
     async def listener(index: int) -> None:
         async with gate:
             started = time.perf_counter()
+            source = f"127.30.{index % addresses // 250}.{index % addresses % 250 + 1}" if addresses > 1 else None
             try:
-                phone = await Phone.connect(stack.url)
+                phone = await Phone.connect(stack.url, source_address=source)
             except HandshakeRefused as refused:
                 outcomes[f"handshake HTTP {refused.status}"] += 1
                 storm.told[f"unidentified-{index}"] = Told.error(f"HTTP {refused.status}")
@@ -267,6 +279,53 @@ async def join_storm(stack: BenchStack, listeners: int, in_flight: int, *, name:
     figures.extra["told_sessionJoined"] = outcomes.get("sessionJoined", 0)
     figures.violations = stack.violations(storm.told, after_cleanup=False)
     record_measured(figures, measured)
+    return storm
+
+
+# ---------------------------------------------------------------- the race for the last seats
+
+
+async def seat_race(stack: BenchStack, joiners: int, addresses: int, in_flight: int, capacity: int) -> Storm:
+    """More phones than seats, from many addresses: exactly `capacity` seated, every other one
+    told SESSION_FULL, and the count, read straight from the table while they join, never above
+    the capacity nor below zero (issue 12's 1,000 joins into 500 seats)."""
+    seen: list[int] = []
+    done = asyncio.Event()
+    watchers: list[asyncio.Task[None]] = []
+
+    async def watch(session_id: str) -> None:
+        table = stack.info["tables"]["SessionsTable"]
+        key = {"sessionId": {"S": session_id}}
+        while not done.is_set():
+            item = await asyncio.to_thread(
+                lambda: stack.dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {})
+            )
+            seen.append(int(item.get("listenerCount", {}).get("N", 0)))
+            await asyncio.sleep(0.02)
+
+    try:
+        storm = await join_storm(
+            stack,
+            joiners,
+            in_flight,
+            name=f"seat race into {capacity} seats from {addresses} addresses",
+            addresses=addresses,
+            target=f"exactly {capacity} seated, never above",
+            on_session=lambda session_id: watchers.append(asyncio.create_task(watch(session_id))),
+        )
+    finally:
+        done.set()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    figures = storm.figures
+    joined, full = figures.outcomes.get("sessionJoined", 0), figures.outcomes.get("SESSION_FULL", 0)
+    figures.extra.update(count_seen_max=max(seen, default=None), count_seen_min=min(seen, default=None))
+    figures.extra["count_reads"] = len(seen)
+    if joined != capacity:
+        figures.errors["seated, not the capacity"] = joined
+    if full != joiners - capacity:
+        figures.errors["told SESSION_FULL, not the rest"] = full
+    if seen and (max(seen) > capacity or min(seen) < 0):
+        figures.errors["count seen out of bounds"] = 1
     return storm
 
 
