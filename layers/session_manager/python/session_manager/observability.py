@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "session-manager")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LiveTranslation/local")
@@ -19,9 +18,12 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def tracing_enabled() -> bool:
-    """As Powertools' Tracer decides it: on in Lambda unless POWERTOOLS_TRACE_DISABLED says off."""
-    disabled = resolve_truthy_env_var_choice(env=os.environ.get("POWERTOOLS_TRACE_DISABLED", "false"))
-    return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not disabled and not os.environ.get("AWS_SAM_LOCAL")
+    """Powertools' own rule (on in Lambda, off under SAM local, Chalice or POWERTOOLS_TRACE_DISABLED),
+    read without building a Tracer; its module imports the X-Ray SDK only lazily. A Powertools
+    upgrade that renames it fails tests/monitoring/test_tracing.py."""
+    from aws_lambda_powertools.tracing.tracer import Tracer
+
+    return not Tracer._is_tracer_disabled()
 
 
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
