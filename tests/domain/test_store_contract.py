@@ -318,6 +318,19 @@ def test_a_scan_returns_every_item_across_its_pages(stores, monkeypatch):
     for module in (connection_store, session_store):
         monkeypatch.setattr(module, "SCAN_PAGE_SIZE", 3)  # seven items make three pages
     created = {session(stores).session_id for _ in range(7)}
+    db = getattr(stores.sessions, "db", None)  # the DynamoDB adapters' one gate; the fakes have none
+    pages: list[str] = []
+    if db is not None:
+        real_call = db.call
+
+        def counted_call(operation, tables, **kwargs):
+            if operation == "scan":
+                pages.append(kwargs["TableName"])
+            return real_call(operation, tables, **kwargs)
+
+        monkeypatch.setattr(db, "call", counted_call)
 
     assert {found.session_id for found in stores.sessions.scan()} == created
     assert len(list(stores.connections.scan())) == 7  # each session's speaker connection
+    if db is not None:  # seven items in pages of three: three requests per table
+        assert sorted(pages) == ["ConnectionsTable"] * 3 + ["SessionsTable"] * 3
