@@ -438,6 +438,14 @@ class WebSocketGateway:
         event = message_event(
             self.context, connection.info, route_key=route.route_key, body=body, request_id=request_id
         )
+        if route.mock is not None:
+            # Answered here, as API Gateway answers a MOCK: no function runs. The connection's
+            # lastActiveAt already moved when the message arrived (_read_messages).
+            reply = route.mock.answer(event["requestContext"])
+            if reply is not None:
+                await connection.send(reply.encode())
+            return
+        assert route.function_id is not None  # only MOCK routes have none
         try:
             await self.functions.invoke(route.function_id, event, request_id)
         except InvocationError as error:

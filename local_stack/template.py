@@ -19,6 +19,7 @@ from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
 from local_stack import queues
 from local_stack.errors import TemplateError
 from local_stack.intrinsics import ACCOUNT_ID, REGION, Resolver
+from local_stack.mock_integration import IntegrationResponse, MockIntegration, selected_template
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ API = "AWS::ApiGatewayV2::Api"
 STAGE = "AWS::ApiGatewayV2::Stage"
 ROUTE = "AWS::ApiGatewayV2::Route"
 INTEGRATION = "AWS::ApiGatewayV2::Integration"
+INTEGRATION_RESPONSE = "AWS::ApiGatewayV2::IntegrationResponse"
+ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 
 DEFAULT_TIMEOUT_SECONDS = 3.0
@@ -75,8 +78,9 @@ class Authorizer:
 @dataclass(frozen=True)
 class Route:
     route_key: str
-    function_id: str
+    function_id: str | None  # None: a MOCK integration answers, no function runs
     authorizer: Authorizer | None = None
+    mock: MockIntegration | None = None
 
 
 @dataclass(frozen=True)
@@ -390,23 +394,45 @@ def _api(
     integrations = {
         logical_id: function_of_uri(logical_id, resource["Properties"].get("IntegrationUri"))
         for logical_id, resource in resources.items()
-        if belongs_to_api(resource, INTEGRATION)
+        if belongs_to_api(resource, INTEGRATION) and resource["Properties"].get("IntegrationType") != "MOCK"
+    }
+    mocks = {
+        logical_id: resolver.resolve(resource["Properties"])
+        for logical_id, resource in resources.items()
+        if belongs_to_api(resource, INTEGRATION) and resource["Properties"].get("IntegrationType") == "MOCK"
+    }
+    integration_responses: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in resources.values():
+        if belongs_to_api(resource, INTEGRATION_RESPONSE):
+            properties = resolver.resolve(resource["Properties"])
+            integration_responses.setdefault(str(properties["IntegrationId"]), []).append(properties)
+    routes_with_response = {
+        str(resolver.resolve(resource["Properties"])["RouteId"])
+        for resource in resources.values()
+        if belongs_to_api(resource, ROUTE_RESPONSE)
     }
     routes: dict[str, Route] = {}
     for logical_id, resource in resources.items():
         if not belongs_to_api(resource, ROUTE):
             continue
         properties = resolver.resolve(resource["Properties"])
+        route_key = str(properties["RouteKey"])
         target = str(properties.get("Target") or "")
         integration_id = target.removeprefix("integrations/")
+        authorizer_id = properties.get("AuthorizerId")
+        authorizer = authorizers.get(str(authorizer_id)) if authorizer_id else None
+        if integration_id in mocks:
+            mock = _mock_integration(
+                route_key,
+                mocks[integration_id],
+                integration_responses.get(integration_id, []),
+                two_way=logical_id in routes_with_response and bool(properties.get("RouteResponseSelectionExpression")),
+            )
+            routes[route_key] = Route(route_key=route_key, function_id=None, authorizer=authorizer, mock=mock)
+            continue
         if integration_id not in integrations:
             raise TemplateError(f"route {logical_id} targets {target!r}, not an integration of the API")
-        authorizer_id = properties.get("AuthorizerId")
-        routes[str(properties["RouteKey"])] = Route(
-            route_key=str(properties["RouteKey"]),
-            function_id=integrations[integration_id],
-            authorizer=authorizers.get(str(authorizer_id)) if authorizer_id else None,
-        )
+        routes[route_key] = Route(route_key=route_key, function_id=integrations[integration_id], authorizer=authorizer)
     stage_names = [
         str(resolver.resolve(resource["Properties"]["StageName"]))
         for resource in resources.values()
@@ -422,3 +448,29 @@ def _api(
         stage_name=stage_names[0] if stage_names else "dev",
         routes=routes,
     )
+
+
+def _mock_integration(
+    route_key: str, integration: Mapping[str, Any], responses: list[Mapping[str, Any]], *, two_way: bool
+) -> MockIntegration:
+    """A MOCK integration of a message route, its templates checked now (mock_integration.py)."""
+    if route_key in {"$connect", "$disconnect"}:
+        raise TemplateError(f"route {route_key}: the local stack answers MOCK integrations on message routes only")
+    request_template = selected_template(
+        route_key, "request", integration.get("TemplateSelectionExpression"), integration.get("RequestTemplates")
+    )
+    integration_responses = tuple(
+        IntegrationResponse(
+            key=str(response["IntegrationResponseKey"]),
+            template=selected_template(
+                route_key,
+                f"integration response {response['IntegrationResponseKey']}",
+                response.get("TemplateSelectionExpression"),
+                response.get("ResponseTemplates"),
+            ),
+        )
+        for response in responses
+    )
+    if two_way and not integration_responses:
+        raise TemplateError(f"route {route_key}: a two-way MOCK route needs an integration response to send back")
+    return MockIntegration(route_key, request_template, integration_responses, two_way)

@@ -348,7 +348,22 @@ class FakeNotifier:
         self.posts: list[tuple[str, Message]] = []
         self.closed: list[str] = []
         self.gone: set[str] = set()
+        # lastActiveAt per connection (epoch ms), moved only by the client's own messages.
+        self.activity: dict[str, int] = {}
+        self.lookups: list[str] = []
         self._lock = threading.Lock()
+
+    def client_sent(self, connection_id: str, at_ms: int) -> None:
+        """The client sent a message (any message: API Gateway does not look inside it)."""
+        with self._lock:
+            self.activity[connection_id] = at_ms
+
+    def last_active_at(self, connection_id: str) -> int | None:
+        with self._lock:
+            self.lookups.append(connection_id)
+            if connection_id in self.gone:
+                return None
+            return self.activity.get(connection_id, 0)
 
     def send(self, connection_id: str, message: Message) -> bool:
         with self._lock:

@@ -48,6 +48,11 @@ def _text(name: str, raw: str) -> str:
 # A float setting for which zero is meaningful (Settings' parsers are chosen by annotation name).
 NonNegativeFloat = float
 
+# Who answers heartbeats (template parameter HeartbeatAnsweredBy, decision 44).
+HEARTBEATS_BY_FUNCTION = "function"
+HEARTBEATS_BY_GATEWAY = "gateway"
+HEARTBEAT_ANSWERERS = (HEARTBEATS_BY_FUNCTION, HEARTBEATS_BY_GATEWAY)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -93,10 +98,17 @@ class Settings:
     caption_queue_threshold: int = 1000
     caption_fanout_queue_url: str = ""
     translate_terminology_names: str = ""
+    # "gateway": a MOCK route answers heartbeats, so the sweeper reads liveness from the
+    # management API's lastActiveAt and pushes the refresh notices itself.
+    heartbeat_answered_by: str = HEARTBEATS_BY_FUNCTION
 
     @property
     def session_duration_seconds(self) -> int:
         return round(self.session_max_duration_hours * 3600)
+
+    @property
+    def heartbeats_answered_by_gateway(self) -> bool:
+        return self.heartbeat_answered_by == HEARTBEATS_BY_GATEWAY
 
     @property
     def connection_ttl_seconds(self) -> int:
@@ -143,6 +155,10 @@ class Settings:
         closing = f"CONNECTION_MAX_MINUTES={_shown(self.connection_max_minutes)}"
         interval = f"HEARTBEAT_INTERVAL_SECONDS={_shown(self.heartbeat_interval_seconds)}"
         timeout = f"HEARTBEAT_TIMEOUT_SECONDS={_shown(self.heartbeat_timeout_seconds)}"
+        if self.heartbeat_answered_by not in HEARTBEAT_ANSWERERS:
+            raise ConfigurationError(
+                f"HEARTBEAT_ANSWERED_BY={self.heartbeat_answered_by} must be one of {', '.join(HEARTBEAT_ANSWERERS)}"
+            )
         if self.connection_warning_minutes < self.connection_refresh_minutes:
             raise ConfigurationError(f"{warning} must not be below {refresh}")
         if self.connection_max_minutes <= self.connection_warning_minutes:

@@ -12,7 +12,7 @@ from session_manager.config import Settings
 from session_manager.ending import SessionEnding
 from session_manager.errors import RateLimitExceededError
 from session_manager.models import Connection
-from session_manager.outcomes import Decision, Notice, Outcome, Refusal
+from session_manager.outcomes import Decision, Message, Notice, Outcome, Refusal
 from session_manager.ports import Clock, ConnectionStore, SessionStore
 from session_manager.protocol import MessageType, Role, message
 from session_manager.ratelimit import RateLimiter
@@ -30,6 +30,37 @@ class Disconnected:
     @property
     def decision(self) -> Decision:
         return Decision(notices=self.notices)
+
+
+def lifetime_notices(settings: Settings, connection: Connection | None, connected_at: int, now: int) -> list[Message]:
+    """connectionRefreshRequired (to a connection that holds a role) and connectionWarning, as far
+    as the age since ``connected_at`` (the gateway's) has passed their thresholds. They follow a
+    heartbeatAck, or the sweeper pushes them when a MOCK route answers heartbeats (decision 44):
+    the same messages either way."""
+    notices = []
+    age_minutes = (now - connected_at) / 60000
+    if age_minutes >= settings.connection_refresh_minutes and connection is not None and connection.session_id:
+        notices.append(
+            message(
+                MessageType.CONNECTION_REFRESH_REQUIRED,
+                now,
+                sessionId=connection.session_id,
+                role=connection.role.value if connection.role else None,
+                targetLanguage=connection.target_language if connection.role is Role.LISTENER else None,
+                message="Open a new connection and send refreshConnection to stay in the session.",
+            )
+        )
+    if age_minutes >= settings.connection_warning_minutes:
+        remaining = max(0, int(settings.connection_max_minutes - age_minutes))
+        notices.append(
+            message(
+                MessageType.CONNECTION_WARNING,
+                now,
+                remainingMinutes=remaining,
+                message=f"This connection closes in about {remaining} minutes; refresh it now.",
+            )
+        )
+    return notices
 
 
 class ConnectionService:
@@ -58,8 +89,8 @@ class ConnectionService:
 
     def heartbeat(self, caller: Caller) -> Decision:
         """heartbeatAck, followed by connectionRefreshRequired and connectionWarning when due.
-        Due-ness comes from the connection's age at the gateway; the one write counts the
-        heartbeat against its limit and marks the connection alive."""
+        Due-ness comes from the connection's age; the one write counts the heartbeat against
+        its limit and marks the connection alive."""
         now = now_ms(self.clock)
         result = self.connections.record_heartbeat(
             caller.connection_id, now, self.settings.rate_limit_heartbeats_per_min
@@ -69,29 +100,10 @@ class ConnectionService:
                 "Too many heartbeats; send one every 30 seconds.", retry_after=60 - (now // 1000) % 60
             )
         connection = None if isinstance(result, Refusal) else result.connection
-        replies = [message(MessageType.HEARTBEAT_ACK, now)]
-        age_minutes = (now - caller.connected_at) / 60000
-        if age_minutes >= self.settings.connection_refresh_minutes and connection and connection.session_id:
-            replies.append(
-                message(
-                    MessageType.CONNECTION_REFRESH_REQUIRED,
-                    now,
-                    sessionId=connection.session_id,
-                    role=connection.role.value if connection.role else None,
-                    targetLanguage=connection.target_language if connection.role is Role.LISTENER else None,
-                    message="Open a new connection and send refreshConnection to stay in the session.",
-                )
-            )
-        if age_minutes >= self.settings.connection_warning_minutes:
-            remaining = max(0, int(self.settings.connection_max_minutes - age_minutes))
-            replies.append(
-                message(
-                    MessageType.CONNECTION_WARNING,
-                    now,
-                    remainingMinutes=remaining,
-                    message=f"This connection closes in about {remaining} minutes; refresh it now.",
-                )
-            )
+        replies = [
+            message(MessageType.HEARTBEAT_ACK, now),
+            *lifetime_notices(self.settings, connection, caller.connected_at, now),
+        ]
         return Decision.reply(*replies)
 
     def disconnect(self, connection_id: str) -> Disconnected:

@@ -135,6 +135,10 @@ class Notifier(Protocol):
     def close(self, connection_id: str) -> bool:
         """DeleteConnection; False when it was already gone."""
 
+    def last_active_at(self, connection_id: str) -> int | None:
+        """GetConnection's lastActiveAt (epoch ms): when the client last sent a message; None
+        when the connection is gone (410)."""
+
 
 class CaptionStore(Protocol):
     """The last CAPTION_HISTORY_SECONDS of captions per session and language (TTL'd)."""

@@ -3,8 +3,11 @@
 Every run: closes connections silent past HEARTBEAT_TIMEOUT_SECONDS (API Gateway itself waits
 10 minutes), ends sessions past expiresAt and sessions whose speaker stayed away past the grace,
 tells listeners whose session ended without them (a missed broadcast), and repairs listenerCount
-drift. Every step is conditional, so two sweeps at once, or a sweep racing a client, change each
-thing once. The notices it decides are returned; the scheduled job delivers them.
+drift. When a MOCK route answers heartbeats (HEARTBEAT_ANSWERED_BY=gateway, decision 44),
+silence is read from the management API's lastActiveAt instead of the item's lastSeenAt, and the
+refresh notices a heartbeat reply would carry are pushed here when due. Every step is
+conditional, so two sweeps at once, or a sweep racing a client, change each thing once. The
+notices it decides are returned; the scheduled job delivers them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from session_manager import rules
 from session_manager.clock import now_ms
 from session_manager.config import Settings
-from session_manager.connections import ConnectionService
+from session_manager.connections import ConnectionService, lifetime_notices
 from session_manager.ending import SessionEnding, ended_message
 from session_manager.errors import ServiceUnavailableError
-from session_manager.models import Session
+from session_manager.models import Connection, Session
 from session_manager.observability import metrics
 from session_manager.outcomes import Notice
 from session_manager.ports import Clock, ConnectionStore, Notifier, SessionStore
@@ -45,6 +48,8 @@ class SweepReport:
     ended_speaker_gone: int = 0
     orphans_told: int = 0
     counts_repaired: int = 0
+    refresh_notices: int = 0  # gateway mode: connectionRefreshRequired/connectionWarning pushed
+    activity_lookups: int = 0  # gateway mode: GetConnection calls
     active_sessions: int = 0
     total_listeners: int = 0
     errors: list[str] = field(default_factory=list)
@@ -74,6 +79,10 @@ class Sweeper:
         self.ending = ending
         self.connection_service = connection_service
         self.clock = clock
+        # Gateway mode: the latest lastActiveAt seen per connection, by this execution
+        # environment. A connection last active at T cannot be silent before T + the timeout,
+        # so until then it needs no GetConnection (see _last_active_at).
+        self._active_at: dict[str, int] = {}
 
     def sweep(self) -> Sweep:
         sweep = Sweep(SweepReport(), [])
@@ -138,22 +147,61 @@ class Sweeper:
     def _sweep_connections(self, sweep: Sweep, live: dict[str, Session]) -> None:
         now = now_ms(self.clock)
         silent_before = now - int(self.settings.heartbeat_timeout_seconds * 1000)
+        by_gateway = self.settings.heartbeats_answered_by_gateway
+        seen = set()
         for connection in self.connections.scan():
+            seen.add(connection.connection_id)
             try:
-                if connection.last_seen_at < silent_before:
+                if by_gateway:
+                    last_active = self._last_active_at(connection, silent_before, sweep.report)
+                    if last_active is None:  # GetConnection: 410, its $disconnect was missed
+                        self._clean_up_gone(connection.connection_id, sweep)
+                        continue
+                else:
+                    last_active = connection.last_seen_at
+                if last_active < silent_before:
                     if self.notifier.close(connection.connection_id):
                         sweep.report.closed_silent += 1  # its $disconnect cleans up
                     else:
-                        # Already gone and its $disconnect was missed: clean up here.
-                        sweep.notices.extend(self.connection_service.disconnect(connection.connection_id).notices)
-                        sweep.report.cleaned_gone += 1
+                        self._clean_up_gone(connection.connection_id, sweep)
                 elif connection.role is Role.LISTENER and connection.session_id and connection.session_id not in live:
                     notice = self._orphan_notice(connection.connection_id, connection.session_id)
                     if notice is not None:
                         sweep.notices.append(notice)
                         sweep.report.orphans_told += 1
+                elif by_gateway:
+                    self._push_lifetime_notices(connection, now, sweep)
             except ServiceUnavailableError as error:
                 sweep.report.errors.append(type(error).__name__)
+        for gone in self._active_at.keys() - seen:
+            del self._active_at[gone]
+
+    def _clean_up_gone(self, connection_id: str, sweep: Sweep) -> None:
+        """Already gone and its $disconnect was missed: clean up here."""
+        sweep.notices.extend(self.connection_service.disconnect(connection_id).notices)
+        sweep.report.cleaned_gone += 1
+
+    def _last_active_at(self, connection: Connection, silent_before: int, report: SweepReport) -> int | None:
+        """When the client last sent anything (any message moves lastActiveAt), or None when
+        the connection is gone. Bounded: one that connected, or was seen active, after
+        ``silent_before`` cannot be silent yet and costs no request, so a client heartbeating
+        every 30 s against a 90 s timeout is looked up every other sweep, not every one (30
+        GetConnection an hour at a one-minute sweep, the figure decision 44 was priced at)."""
+        known = max(connection.connected_at, self._active_at.get(connection.connection_id, 0))
+        if known >= silent_before:
+            return known
+        report.activity_lookups += 1
+        last_active = self.notifier.last_active_at(connection.connection_id)
+        if last_active is not None:
+            self._active_at[connection.connection_id] = last_active
+        return last_active
+
+    def _push_lifetime_notices(self, connection: Connection, now: int, sweep: Sweep) -> None:
+        """What a heartbeat reply would add: a live connection hears it within a sweep of it
+        being due, and at every sweep after, as it would at every heartbeat."""
+        for message in lifetime_notices(self.settings, connection, connection.connected_at, now):
+            sweep.notices.append(Notice((connection.connection_id,), message, clean_up_gone=True))
+            sweep.report.refresh_notices += 1
 
     def _orphan_notice(self, connection_id: str, session_id: str) -> Notice | None:
         """A listener of a session that ended or vanished and was never told. A session that

@@ -30,6 +30,17 @@ class ManagementApiNotifier:
     def close(self, connection_id: str) -> bool:
         return self._reach(self.client.delete_connection, ConnectionId=connection_id)
 
+    def last_active_at(self, connection_id: str) -> int | None:
+        answers: list[dict[str, Any]] = []
+
+        def get_connection(**kwargs: Any) -> None:
+            answers.append(self.client.get_connection(**kwargs))
+
+        if not self._reach(get_connection, ConnectionId=connection_id):
+            return None
+        # botocore parses the ISO 8601 timestamp into an aware datetime.
+        return int(answers[0]["LastActiveAt"].timestamp() * 1000)
+
     @staticmethod
     def _reach(operation, **kwargs: Any) -> bool:
         """True if the API answered, False for 410 Gone, ServiceUnavailableError for anything
