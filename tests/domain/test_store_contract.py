@@ -1,10 +1,15 @@
 """One contract, two implementations: every test here runs against the in-memory fakes and
-against the DynamoDB adapters on moto, so the fakes the domain tests use cannot drift."""
+against the DynamoDB adapters on moto (the notifier: against the local stack's management API),
+so the fakes the domain tests use cannot drift."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -14,10 +19,11 @@ from session_manager.outcomes import Outcome, Refusal, WindowFullError, Written
 from session_manager.protocol import EndReason, Role
 from session_manager.store.connections import DynamoDBConnectionStore
 from session_manager.store.dynamodb import DynamoDB
+from session_manager.store.messenger import ManagementApiNotifier
 from session_manager.store.rate_limits import DynamoDBRateLimitStore
 from session_manager.store.sessions import DynamoDBSessionStore
 from tests.conftest import create_tables
-from tests.domain.fakes import FakeConnectionStore, FakeRateLimitStore, FakeSessionStore, Tables
+from tests.domain.fakes import FakeConnectionStore, FakeNotifier, FakeRateLimitStore, FakeSessionStore, Tables
 
 _ids = itertools.count(1)
 NOW_MS = int(time.time() * 1000)
@@ -334,3 +340,133 @@ def test_a_scan_returns_every_item_across_its_pages(stores, monkeypatch):
     assert len(list(stores.connections.scan())) == 7  # each session's speaker connection
     if db is not None:  # seven items in pages of three: three requests per table
         assert sorted(pages) == ["ConnectionsTable"] * 3 + ["SessionsTable"] * 3
+
+
+# ---------------------------------------------------------------- the @connections API
+# The notifier against the local stack's management API (a real WebSocket client on the probe
+# stack of tests/local_stack) and the fake, with what the sweeper relies on in gateway mode.
+
+PROBE_TEMPLATE = Path(__file__).resolve().parents[1] / "local_stack" / "fixtures" / "template.yaml"
+
+
+class FakeConnections:
+    def __init__(self) -> None:
+        self.notifier = FakeNotifier()
+
+    def open(self) -> str:
+        return f"c{next(_ids)}="
+
+    def client_sends(self, connection_id: str) -> None:
+        self.notifier.client_sent(connection_id, int(time.time() * 1000))
+
+    def receive(self, connection_id: str) -> None:
+        pass
+
+    def drop(self, connection_id: str) -> None:
+        self.notifier.gone.add(connection_id)
+
+
+class LocalStackConnections:
+    """Real clients of the probe stack: its echo function tells a client its connection id."""
+
+    def __init__(self, ready: dict[str, Any]) -> None:
+        self.ready = ready
+        client = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=ready["managementEndpoint"],
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        self.notifier = ManagementApiNotifier(client)
+        self.sockets: dict[str, Any] = {}
+        self._open = contextlib.ExitStack()
+
+    def open(self) -> str:
+        from websockets.sync.client import connect
+
+        socket = self._open.enter_context(connect(self.ready["websocketUrl"], open_timeout=15))
+        socket.send(json.dumps({"action": "echo"}))
+        connection_id = json.loads(socket.recv(timeout=10))["event"]["requestContext"]["connectionId"]
+        self.sockets[connection_id] = socket
+        return connection_id
+
+    def client_sends(self, connection_id: str) -> None:
+        self.sockets[connection_id].send(json.dumps({"action": "echo"}))
+        self.receive(connection_id)  # the echo's reply: a server post, after the message
+
+    def receive(self, connection_id: str) -> None:
+        self.sockets[connection_id].recv(timeout=10)
+
+    def drop(self, connection_id: str) -> None:
+        self.sockets.pop(connection_id).close()
+
+    def close_all(self) -> None:
+        self._open.close()
+
+
+@pytest.fixture(scope="module")
+def probe_stack():
+    from local_stack.testing import running_stack
+
+    with running_stack(template=PROBE_TEMPLATE) as ready:
+        yield ready
+
+
+@pytest.fixture(params=["fake", "management_api"])
+def clients(request):
+    if request.param == "fake":
+        yield FakeConnections()
+        return
+    connections = LocalStackConnections(request.getfixturevalue("probe_stack"))
+    try:
+        yield connections
+    finally:
+        connections.close_all()
+
+
+def _eventually_gone(clients, connection_id: str) -> bool:
+    """The gateway drops a closed connection when its close handshake ends, a moment later."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if clients.notifier.last_active_at(connection_id) is None:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_last_active_at_is_when_the_client_last_sent_a_message(clients):
+    connection_id = clients.open()
+    time.sleep(0.01)
+    sent_after = int(time.time() * 1000)
+    clients.client_sends(connection_id)
+    answered_by = int(time.time() * 1000)
+
+    assert sent_after <= clients.notifier.last_active_at(connection_id) <= answered_by
+
+
+def test_a_server_post_does_not_move_last_active_at(clients):
+    """What gateway mode assumes of API Gateway (decision 44, to be confirmed on a deployed
+    stage, docs/deployment.md): only the client's messages count, or the sweeper's own notices
+    would keep a vanished phone alive."""
+    connection_id = clients.open()
+    clients.client_sends(connection_id)
+    active = clients.notifier.last_active_at(connection_id)
+    time.sleep(0.02)
+
+    assert clients.notifier.send(connection_id, {"type": "heartbeatAck", "timestamp": 1})
+    clients.receive(connection_id)
+
+    assert clients.notifier.last_active_at(connection_id) == active
+
+
+def test_a_gone_connection_has_no_last_active_at(clients):
+    dropped = clients.open()
+    closed = clients.open()
+
+    clients.drop(dropped)
+    assert clients.notifier.close(closed)
+
+    assert _eventually_gone(clients, dropped)
+    assert _eventually_gone(clients, closed)
+    assert not clients.notifier.close(dropped)
