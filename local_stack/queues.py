@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
-
+from local_stack.cfn_yaml import load as load_cfn_yaml
 from local_stack.errors import TemplateError
 from local_stack.intrinsics import ACCOUNT_ID, REGION, Resolver
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
 
 from local_stack import queues
+from local_stack.cfn_yaml import load as load_cfn_yaml
 from local_stack.errors import TemplateError
 from local_stack.intrinsics import ACCOUNT_ID, REGION, Resolver
 from local_stack.mock_integration import IntegrationResponse, MockIntegration, selected_template
