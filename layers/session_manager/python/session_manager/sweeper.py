@@ -48,6 +48,7 @@ class SweepReport:
     ended_speaker_gone: int = 0
     orphans_told: int = 0
     counts_repaired: int = 0
+    connections_swept: int = 0
     refresh_notices: int = 0  # gateway mode: connectionRefreshRequired/connectionWarning pushed
     activity_lookups: int = 0  # gateway mode: GetConnection calls
     active_sessions: int = 0
@@ -151,6 +152,7 @@ class Sweeper:
         seen = set()
         for connection in self.connections.scan():
             seen.add(connection.connection_id)
+            sweep.report.connections_swept += 1
             try:
                 if by_gateway:
                     last_active = self._last_active_at(connection, silent_before, sweep.report)
