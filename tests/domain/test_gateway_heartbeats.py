@@ -206,3 +206,24 @@ def test_a_bad_mode_fails_loudly_in_one_line():
     assert str(raised.value) == "HEARTBEAT_ANSWERED_BY=lambda must be one of function, gateway"
     assert Settings.from_environment({"HEARTBEAT_ANSWERED_BY": "gateway"}).heartbeats_answered_by_gateway
     assert not Settings.from_environment({}).heartbeats_answered_by_gateway
+
+
+def test_a_failed_lookup_skips_that_connection_for_this_sweep_and_not_the_others(gateway):
+    from session_manager.errors import ServiceUnavailableError
+
+    broken, silent = gateway.connect(), gateway.connect()
+    gateway.clock.advance(TIMEOUT_SECONDS + 1)
+    answer = gateway.notifier.last_active_at
+
+    def flaky(connection_id: str) -> int | None:
+        if connection_id == broken.connection_id:
+            raise ServiceUnavailableError()
+        return answer(connection_id)
+
+    gateway.notifier.last_active_at = flaky
+
+    report = gateway.sweep()
+
+    assert gateway.notifier.closed == [silent.connection_id]
+    assert report.errors == ["ServiceUnavailableError"]
+    assert broken.connection_id in gateway.tables.connections

@@ -13,6 +13,7 @@ notices it decides are returned; the scheduled job delivers them.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
@@ -149,13 +150,15 @@ class Sweeper:
         now = now_ms(self.clock)
         silent_before = now - int(self.settings.heartbeat_timeout_seconds * 1000)
         by_gateway = self.settings.heartbeats_answered_by_gateway
-        seen = set()
-        for connection in self.connections.scan():
-            seen.add(connection.connection_id)
-            sweep.report.connections_swept += 1
+        connections = list(self.connections.scan())
+        sweep.report.connections_swept = len(connections)
+        activity = self._last_active_at(connections, silent_before, sweep.report) if by_gateway else {}
+        for connection in connections:
             try:
                 if by_gateway:
-                    last_active = self._last_active_at(connection, silent_before, sweep.report)
+                    last_active = activity[connection.connection_id]
+                    if isinstance(last_active, ServiceUnavailableError):
+                        raise last_active
                     if last_active is None:  # GetConnection: 410, its $disconnect was missed
                         self._clean_up_gone(connection.connection_id, sweep)
                         continue
@@ -175,28 +178,46 @@ class Sweeper:
                     self._push_lifetime_notices(connection, now, sweep)
             except ServiceUnavailableError as error:
                 sweep.report.errors.append(type(error).__name__)
-        for gone in self._active_at.keys() - seen:
-            del self._active_at[gone]
 
     def _clean_up_gone(self, connection_id: str, sweep: Sweep) -> None:
         """Already gone and its $disconnect was missed: clean up here."""
         sweep.notices.extend(self.connection_service.disconnect(connection_id).notices)
         sweep.report.cleaned_gone += 1
 
-    def _last_active_at(self, connection: Connection, silent_before: int, report: SweepReport) -> int | None:
-        """When the client last sent anything (any message moves lastActiveAt), or None when
-        the connection is gone. Bounded: one that connected, or was seen active, after
-        ``silent_before`` cannot be silent yet and costs no request, so a client heartbeating
-        every 30 s against a 90 s timeout is looked up every other sweep, not every one (30
-        GetConnection an hour at a one-minute sweep, the figure decision 44 was priced at)."""
-        known = max(connection.connected_at, self._active_at.get(connection.connection_id, 0))
-        if known >= silent_before:
-            return known
-        report.activity_lookups += 1
-        last_active = self.notifier.last_active_at(connection.connection_id)
-        if last_active is not None:
-            self._active_at[connection.connection_id] = last_active
-        return last_active
+    def _last_active_at(
+        self, connections: list[Connection], silent_before: int, report: SweepReport
+    ) -> dict[str, int | ServiceUnavailableError | None]:
+        """When each client last sent anything (any message moves lastActiveAt): None when the
+        connection is gone, the error when the lookup failed.
+
+        Bounded: a connection that connected, or was seen active, after ``silent_before`` cannot
+        be silent yet and costs no request, so a client heartbeating every 30 s against the 90 s
+        timeout is looked up every other sweep, not every one (30 GetConnection an hour at a
+        one-minute sweep, the figure decision 44 was priced at). The lookups run in parallel,
+        bounded like a fan-out: one at a time, thousands of listeners would outlast the sweep."""
+        activity: dict[str, int | ServiceUnavailableError | None] = {}
+        due = []
+        for connection in connections:
+            known = max(connection.connected_at, self._active_at.get(connection.connection_id, 0))
+            if known >= silent_before:
+                activity[connection.connection_id] = known
+            else:
+                due.append(connection.connection_id)
+
+        def look_up(connection_id: str) -> int | ServiceUnavailableError | None:
+            try:
+                return self.notifier.last_active_at(connection_id)
+            except ServiceUnavailableError as error:
+                return error
+
+        if due:
+            with ThreadPoolExecutor(max_workers=min(self.settings.broadcast_concurrency, len(due))) as pool:
+                activity.update(zip(due, pool.map(look_up, due), strict=True))
+        report.activity_lookups += len(due)
+        # What is known of this sweep's connections (lastActiveAt is never before connectedAt);
+        # the others are gone, and forgotten.
+        self._active_at = {connection_id: found for connection_id, found in activity.items() if isinstance(found, int)}
+        return activity
 
     def _push_lifetime_notices(self, connection: Connection, now: int, sweep: Sweep) -> None:
         """What a heartbeat reply would add: a live connection hears it within a sweep of it
