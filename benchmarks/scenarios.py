@@ -142,13 +142,18 @@ class Measured:
     def __exit__(self, *exc: object) -> None:
         self.requests = dict(self.stack.dynamodb_requests() - self._requests)
         spent: Counter[str] = Counter()
+        fresh: Counter[str] = Counter()
         started = 0
         for pid, (name, seconds) in self.stack.cpu_seconds().items():
             if pid in self._cpu:
                 spent[name] += seconds - self._cpu[pid][1]
             else:
-                started += 1  # a fresh environment: its CPU is mostly its init, not the operations'
+                # A fresh environment: its CPU is its init and then its share of the operations,
+                # so it is kept apart (a pool that grew mid-scenario served some of them).
+                started += 1
+                fresh[name] += seconds
         self.cpu = {name: round(seconds, 2) for name, seconds in spent.items() if seconds > 0.005}
+        self.cpu_fresh_environments = {name: round(seconds, 2) for name, seconds in fresh.items()}
         self.environments_started = started
 
 
@@ -159,6 +164,7 @@ def record_measured(figures: Figures, measured: Measured) -> Figures:
         round(sum(measured.cpu.values()) * 1000 / figures.operations, 1) if figures.operations else None
     )
     figures.extra["environments_started"] = measured.environments_started
+    figures.extra["cpu_seconds_fresh_environments"] = measured.cpu_fresh_environments
     figures.extra["memory"] = measured.stack.peak_memory()
     return figures
 

@@ -32,11 +32,17 @@ RATE_LIMITS_DYNAMODB_CONFIG = Config(
 # one post short, so a caller's reply and a fan-out both fit their function's timeout; a fan-out
 # posts what still failed again in later rounds, within a budget (session_manager/delivery.py).
 # (`max_attempts=4` was 5 attempts and up to 15 s of backoff for a single post.)
+# No client-side parameter validation: every post is built by the messenger (an id from our own
+# tables, bytes it encoded), and validating it was about a fifth of a post's CPU in a fan-out
+# (benchmarks/post_cost.py, docs/benchmarks.md); a malformed request is still refused, by the
+# service, and reported like any other 4xx. The pool holds one connection per fan-out thread
+# (config.broadcast_concurrency, 16) with room for the caller's own reply.
 MANAGEMENT_API_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=1,
     read_timeout=3,
     max_pool_connections=32,
+    parameter_validation=False,
 )
 
 
