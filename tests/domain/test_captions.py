@@ -207,3 +207,31 @@ def test_a_language_nobody_listens_in_costs_no_listener_lookup(domain, monkeypat
     domain.caption(speaker, "Grace and", final=False, lineId="l2")
 
     assert looked_up == ["es"]  # not the source language, which no one here reads
+
+
+def test_a_line_to_several_languages_looks_its_listeners_up_once_and_each_gets_its_own_language(domain, monkeypatch):
+    speaker, session_id = domain.create(source_language="en")
+    listeners = {language: [domain.join(session_id, language) for _ in range(2)] for language in ("en", "es", "fr")}
+    someone_elses = domain.join(domain.create(source_language="en")[1], "es")
+    connections = domain.services.stores.connections
+    lookups: list[str] = []
+    real_of, real_in = connections.listeners_of, connections.listeners_in
+
+    def session_lookup(session: str):
+        lookups.append("session")
+        return real_of(session)
+
+    def language_lookup(session: str, language: str):
+        lookups.append(language)
+        return real_in(session, language)
+
+    monkeypatch.setattr(connections, "listeners_of", session_lookup)
+    monkeypatch.setattr(connections, "listeners_in", language_lookup)
+    domain.caption(speaker, "Grace and peace")
+
+    assert lookups == ["session"]  # one Query for three languages, not one per language
+    for language, seated in listeners.items():
+        for listener in seated:
+            (line,) = captions_to(domain, listener)
+            assert line["language"] == language
+    assert not captions_to(domain, someone_elses)

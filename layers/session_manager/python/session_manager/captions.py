@@ -75,7 +75,9 @@ class CaptionService:
         # A language nobody listens in (often the source) costs no query: its seat count is kept in
         # the same transactions as the seats (decision 54) and came back with the numbering write.
         in_use = set(session.languages_in_use)
-        notices = [notice for line in lines if line.language in in_use for notice in self._fan_out(line)]
+        wanted = [line for line in lines if line.language in in_use]
+        listeners = self._listeners(session.session_id, [line.language for line in wanted])
+        notices = [notice for line in wanted for notice in self._fan_out(line, listeners.get(line.language, ()))]
         return Decision.reply(
             message(
                 MessageType.CAPTION_ACCEPTED,
@@ -129,8 +131,22 @@ class CaptionService:
             )
         return lines
 
-    def _fan_out(self, line: CaptionLine) -> list[Notice]:
-        listeners = tuple(self.connections.listeners_in(line.session_id, line.language))
+    def _listeners(self, session_id: str, languages: list[str]) -> dict[str, tuple[str, ...]]:
+        """Each language's listeners: one Query of the listener index for one language, and one
+        Query of the whole session for several (not one per language): the same items and read
+        units, one round trip instead of L one after the other; and the embedded DynamoDB, which
+        has no index, scans its table once per Query (docs/benchmarks.md, "Where the time went")."""
+        if not languages:
+            return {}
+        if len(languages) == 1:
+            return {languages[0]: tuple(self.connections.listeners_in(session_id, languages[0]))}
+        found: dict[str, list[str]] = {language: [] for language in languages}
+        for connection_id, language in self.connections.listeners_of(session_id):
+            if language in found:
+                found[language].append(connection_id)
+        return {language: tuple(ids) for language, ids in found.items()}
+
+    def _fan_out(self, line: CaptionLine, listeners: tuple[str, ...]) -> list[Notice]:
         if not listeners:
             return []
         notice = caption_message(line)
