@@ -118,3 +118,14 @@ def test_cfn_lint_is_clean_in_gateway_mode_too():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_switching_to_gateway_moves_the_route_only_after_the_sweepers_alias(template):
+    """A function-mode sweeper over the MOCK route would close every connection: the route names
+    the sweeper's alias in gateway mode, so CloudFormation updates it after the alias (and its
+    canary) is done."""
+    condition, gateway_value, function_value = template["Resources"]["HeartbeatRoute"]["Properties"]["OperationName"][
+        "Fn::If"
+    ]
+    assert (condition, function_value) == ("HeartbeatAnsweredByGateway", {"Ref": "AWS::NoValue"})
+    assert gateway_value["Fn::Sub"][1] == {"Alias": {"Ref": "SweeperFunction.Alias"}}
