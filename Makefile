@@ -142,8 +142,13 @@ local-stack-test: install
 e2e-test: install
 	$(BIN)/pytest tests/e2e -q
 
-test: lint cfn-lint sam-validate checkov sam-build $(NODE_STAMP)
-	$(BIN)/pytest -q --durations=20
+# The checks are single-threaded and independent: they run side by side. pytest runs its files on
+# TEST_WORKERS processes (pytest-xdist; a file stays on one worker, its module fixtures with it);
+# many tests wait on sockets, sweeps and rate windows, so more workers than cores still pays.
+TEST_WORKERS ?= 3
+test: $(STAMP) $(NODE_STAMP)
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cfn-lint sam-validate checkov sam-build
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 	$(NODE_TEST) clients/js/test/*.test.js
 	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
 

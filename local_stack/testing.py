@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from local_stack.functions import WARM_ENVIRONMENTS_VARIABLE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 90.0
@@ -32,11 +34,15 @@ def running_stack(
     max_connection_seconds: float | None = None,
     stage: str | None = None,
     metrics: bool = False,
+    warm_environments: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yields the ready file's dict, plus `logFile` (the stack's stdout and stderr) and `pid`.
 
     The ready dict has every URL: `websocketUrl`, `pageUrl`, `managementEndpoint`, `tokenUrl`,
     `motoEndpoint` (and `port`, `httpPort`, `stage`, `tables`, `userPoolId`, ...).
+
+    `warm_environments` sets the warm pool per function (LOCAL_STACK_WARM_ENVIRONMENTS); None
+    leaves the caller's environment to decide.
 
     On exit the stack gets SIGTERM, as from Ctrl-C, and must stop cleanly with status 0."""
     with tempfile.TemporaryDirectory(prefix="local-stack-") as workdir:
@@ -62,6 +68,8 @@ def running_stack(
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
         }
+        if warm_environments is not None:
+            environment[WARM_ENVIRONMENTS_VARIABLE] = str(warm_environments)
         with open(log_file, "wb") as log:
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
         try:

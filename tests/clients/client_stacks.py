@@ -51,7 +51,7 @@ _addresses = (f"127.44.{n // 256 % 256}.{n % 256}" for n in itertools.count(257)
 def started(parameters: dict[str, str], **options: Any) -> Iterator[dict[str, Any]]:
     from local_stack.testing import running_stack
 
-    with running_stack(template=TEMPLATE, env_vars={"Parameters": parameters}, **options) as info:
+    with running_stack(template=TEMPLATE, env_vars={"Parameters": parameters}, warm_environments=1, **options) as info:
         yield info
 
 

@@ -31,7 +31,9 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def small_stack() -> Iterator[Stack]:
-    with started_stack(SMALL_PARAMETERS, keepalive=SMALL_KEEPALIVE_SECONDS, schedule_seconds=1) as running:
+    with started_stack(
+        SMALL_PARAMETERS, keepalive=SMALL_KEEPALIVE_SECONDS, schedule_seconds=1, warm_environments=1
+    ) as running:
         asyncio.run(run_with_clients_closed(warm_up(running), TEST_TIMEOUT_SECONDS))
         yield running
 

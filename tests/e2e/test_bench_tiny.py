@@ -6,7 +6,9 @@ from __future__ import annotations
 from benchmarks.__main__ import TINY, run
 
 
-def test_a_tiny_run_of_every_benchmark_scenario(capsys):
+def test_a_tiny_run_of_every_benchmark_scenario(capsys, monkeypatch):
+    # The scenarios run on stacks with warm pools, as `make bench` does (tests/conftest.py turns them off).
+    monkeypatch.setenv("LOCAL_STACK_WARM_ENVIRONMENTS", "1")
     with capsys.disabled():  # the figures are for reading: always shown
         print()
         results, context = run(TINY, json_path=None)
@@ -48,7 +50,7 @@ def test_the_loadtest_runs_bounded_against_a_stage(capsys):
     from benchmarks.loadtest import main
     from local_stack.testing import running_stack
 
-    with running_stack(env_vars={"Parameters": BENCH_PARAMETERS}) as info:
+    with running_stack(env_vars={"Parameters": BENCH_PARAMETERS}, warm_environments=1) as info:
         status = main(["--url", info["websocketUrl"], "--token", info["speakerToken"], "--listeners", "6"])
     report = capsys.readouterr().out
     assert status == 0, report

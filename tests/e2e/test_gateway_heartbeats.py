@@ -28,7 +28,9 @@ DELIVERY_SLACK_MS = 3000
 
 @pytest.fixture(scope="module")
 def gateway_stack() -> Iterator[Stack]:
-    with started_stack(GATEWAY_PARAMETERS, keepalive=SMALL_KEEPALIVE_SECONDS, schedule_seconds=SWEEP_SECONDS) as stack:
+    with started_stack(
+        GATEWAY_PARAMETERS, keepalive=SMALL_KEEPALIVE_SECONDS, schedule_seconds=SWEEP_SECONDS, warm_environments=1
+    ) as stack:
         asyncio.run(run_with_clients_closed(warm_up(stack), TEST_TIMEOUT_SECONDS))
         yield stack
 

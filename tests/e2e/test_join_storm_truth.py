@@ -18,7 +18,7 @@ CAPACITY = 80
 
 def test_every_phone_of_a_join_storm_is_told_the_truth():
     parameters = {**BENCH_PARAMETERS, "MAX_LISTENERS_PER_SESSION": str(CAPACITY)}
-    with running_stack(env_vars={"Parameters": parameters}) as info:
+    with running_stack(env_vars={"Parameters": parameters}, warm_environments=1) as info:
         stack = BenchStack(info)
 
         async def storm_then_end():

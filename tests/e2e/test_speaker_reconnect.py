@@ -13,7 +13,7 @@ from .stacks import GRACE_PARAMETERS, GRACE_SECONDS, started_stack
 
 @pytest.fixture(scope="module")
 def grace_stack() -> Iterator[Stack]:
-    with started_stack(GRACE_PARAMETERS, schedule_seconds=1) as running:
+    with started_stack(GRACE_PARAMETERS, schedule_seconds=1, warm_environments=1) as running:
         yield running
 
 

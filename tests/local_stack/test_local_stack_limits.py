@@ -32,6 +32,7 @@ def stack():
         idle_timeout_seconds=IDLE_TIMEOUT_SECONDS,
         max_connection_seconds=MAX_CONNECTION_SECONDS,
         metrics=True,
+        warm_environments=1,
     ) as ready:
         # A cold start would eat into the tiny idle timeout: warm the functions first. On a busy
         # machine a cold start alone can outlast it, so the socket may close under the warm-up.

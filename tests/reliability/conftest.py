@@ -27,7 +27,7 @@ RELIABILITY_PARAMETERS = {
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    with started_stack(RELIABILITY_PARAMETERS, schedule_seconds=1) as running:
+    with started_stack(RELIABILITY_PARAMETERS, schedule_seconds=1, warm_environments=1) as running:
         yield running
 
 
