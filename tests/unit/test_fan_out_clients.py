@@ -1,6 +1,6 @@
 """The management API client as a fan-out uses it: its posts are built by the messenger, so
-botocore's client-side parameter validation (a fifth of a post's CPU, benchmarks/post_cost.py)
-is off for it alone; what goes on the wire is unchanged."""
+botocore's client-side parameter validation is off for it alone, and its User-Agent is fixed
+rather than rebuilt per request (benchmarks/post_cost.py); what API Gateway acts on is unchanged."""
 
 from __future__ import annotations
 
@@ -71,3 +71,16 @@ def test_gone_is_still_told_apart():
     answer = _Answer(410, b'{"message":"gone"}', {"x-amzn-ErrorType": "GoneException"})
 
     assert ManagementApiNotifier(_client(answer)).send("gone-one", {"type": "caption"}) is False
+
+
+def test_every_post_carries_the_fixed_user_agent_not_one_rebuilt_per_request():
+    answer = _Answer(200)
+    notifier = ManagementApiNotifier(_client(answer))
+
+    for connection_id in ("first", "second"):
+        notifier.send(connection_id, {"type": "caption"})
+
+    agents = {request.headers["User-Agent"].decode() for request in answer.requests}
+    (agent,) = agents
+    assert agent.startswith(clients.FIXED_USER_AGENT)
+    assert "m/" not in agent  # botocore's per-request feature list is what is no longer built

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import platform
 
 import boto3
+import botocore
 from botocore.config import Config
 
 from session_manager.config import get_settings
@@ -32,17 +34,27 @@ RATE_LIMITS_DYNAMODB_CONFIG = Config(
 # one post short, so a caller's reply and a fan-out both fit their function's timeout; a fan-out
 # posts what still failed again in later rounds, within a budget (session_manager/delivery.py).
 # (`max_attempts=4` was 5 attempts and up to 15 s of backoff for a single post.)
-# No client-side parameter validation: every post is built by the messenger (an id from our own
-# tables, bytes it encoded), and validating it was about a fifth of a post's CPU in a fan-out
-# (benchmarks/post_cost.py, docs/benchmarks.md); a malformed request is still refused, by the
-# service, and reported like any other 4xx. The pool holds one connection per fan-out thread
-# (config.broadcast_concurrency, 16) with room for the caller's own reply.
+# A fan-out is botocore's per-request CPU times the listeners (docs/benchmarks.md, "Where the time
+# went"), so the posting client drops two per-request costs that change nothing on the wire that
+# API Gateway acts on:
+# - client-side parameter validation: every post is built by the messenger (an id from our own
+#   tables, bytes it encoded); a malformed one is still refused, by the service, as a 4xx;
+# - the User-Agent rebuilt for every request (botocore adds the features the request used, which
+#   only AWS's SDK telemetry reads): a fixed one, set once, was about a third of botocore's own
+#   work per post (benchmarks/post_cost.py).
+# The pool holds one connection per fan-out thread (config.broadcast_concurrency, 16) with room
+# for the caller's own reply.
+FIXED_USER_AGENT = (
+    f"Boto3/{boto3.__version__} Botocore/{botocore.__version__} Python/{platform.python_version()}"
+    " session-manager/fan-out"
+)
 MANAGEMENT_API_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=1,
     read_timeout=3,
     max_pool_connections=32,
     parameter_validation=False,
+    user_agent=FIXED_USER_AGENT,
 )
 
 
