@@ -143,12 +143,13 @@ e2e-test: install
 	$(BIN)/pytest tests/e2e -q
 
 # The checks are single-threaded and independent: they run side by side. pytest runs its files on
-# TEST_WORKERS processes (pytest-xdist; a file stays on one worker, its module fixtures with it);
+# TEST_WORKERS processes (pytest-xdist; a file stays on one worker, its module fixtures with it),
+# handed out in collection order, longest first (tests/conftest.py), not xdist's count of tests;
 # many tests wait on sockets, sweeps and rate windows, so more workers than cores still pays.
 TEST_WORKERS ?= 3
 test: $(STAMP) $(NODE_STAMP)
 	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cfn-lint sam-validate checkov sam-build
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 	$(NODE_TEST) clients/js/test/*.test.js
 	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
 

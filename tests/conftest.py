@@ -115,17 +115,23 @@ def management_api():
 # The longest ones (--durations, a file's tests summed) are collected first; the rest keep their order.
 LONGEST_FILES_FIRST = (
     "tests/reliability/test_enumeration.py",
-    "tests/reliability/test_degradation.py",
     "tests/e2e/test_bench_tiny.py",
+    "tests/reliability/test_degradation.py",
+    "tests/unit/test_rate_limits.py",
     "tests/local_stack/test_local_stack_cli.py",
     "tests/local_stack/test_local_stack_hygiene.py",
     "tests/e2e/test_status_and_end.py",
     "tests/local_stack/test_local_stack_queues.py",
-    "tests/local_stack/test_sample_events.py",
     "tests/reliability/test_fuzz_socket.py",
     "tests/reliability/test_races.py",
-    "tests/local_stack/test_local_stack_console.py",
+    "tests/clients/test_client_refresh_with_local_stack.py",
+    "tests/local_stack/test_sample_events.py",
     "tests/e2e/test_speaker_reconnect.py",
+    "tests/e2e/test_gateway_heartbeats.py",
+    "tests/clients/test_client_grace_with_local_stack.py",
+    "tests/e2e/test_lifecycle.py",
+    "tests/local_stack/test_local_stack_console.py",
+    "tests/e2e/test_join_storm_truth.py",  # a storm: far from the bench's
 )
 
 

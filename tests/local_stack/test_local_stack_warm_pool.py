@@ -173,7 +173,8 @@ def test_an_init_starved_of_cpu_by_a_busy_machine_is_not_failed(tmp_path, pools,
         result = pool.invoke({})
         starved_for = time.monotonic() - started
     assert result["pid"] in pool.worker_pids()
-    assert starved_for > 1.5  # it was starved: the wall clock alone would have failed it
+    if starved_for <= 1.5:  # the premise: the wall clock alone would have failed it
+        pytest.skip(f"the busy processes did not starve the init ({starved_for:.2f} s); nothing was shown")
 
 
 @needs_schedstat
