@@ -189,6 +189,7 @@ async def scenarios(info: dict[str, Any], args: argparse.Namespace, report: dict
         "each_listener_ms": captioned.extra.get("each_listener_ms"),
         "captionAccepted_ms": captioned.extra.get("captionAccepted_ms"),
         "errors": captioned.errors,
+        "dynamodb_requests_per_line": sum(captioned.dynamodb_requests.values()) / max(args.caption_lines, 1),
         "cpu_seconds": captioned.extra.get("cpu_seconds"),
         "environments_started": captioned.extra.get("environments_started"),
         "cpu_seconds_fresh_environments": captioned.extra.get("cpu_seconds_fresh_environments"),
