@@ -72,7 +72,7 @@ js-test: install $(NODE_STAMP)
 
 # Debian's /usr/bin/chromium; without it these skip in one line, unless BROWSER_TESTS_REQUIRED=1 (CI).
 browser-test: install $(NODE_STAMP)
-	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
+	$(NODE_TEST) --test-concurrency=2 tests/browser/*.test.js
 
 page-site: install
 	@test -n "$(STACK)$(OUTPUTS)" || { echo "usage: make page-site STACK=<stack name> [SITE_DIR=build/page] (or OUTPUTS=<outputs.json>)" >&2; exit 2; }
@@ -146,12 +146,12 @@ e2e-test: install
 # TEST_WORKERS processes (pytest-xdist; a file stays on one worker, its module fixtures with it),
 # handed out in collection order, longest first (tests/conftest.py), not xdist's count of tests;
 # many tests wait on sockets, sweeps and rate windows, so more workers than cores still pays.
+# The Node client and browser tests then run in one node --test, three files at a time.
 TEST_WORKERS ?= 3
 test: $(STAMP) $(NODE_STAMP)
 	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cfn-lint sam-validate checkov sam-build
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
-	$(NODE_TEST) clients/js/test/*.test.js
-	$(NODE_TEST) --test-concurrency=1 tests/browser/*.test.js
+	$(NODE_TEST) --test-concurrency=3 clients/js/test/*.test.js tests/browser/*.test.js
 
 pr: format test
 
