@@ -42,6 +42,10 @@ def test_a_tiny_run_of_every_benchmark_scenario(capsys, monkeypatch):
     direct = next(figures for figures in results if figures.scenario.startswith("captions direct"))
     assert direct.extra["sqs_sends_per_caption"] == 0
     assert context["cost"]["options"]
+    # Decision 44's mode, measured on its own stack: the MOCK route answers every beat, no DynamoDB.
+    gateway = context["cost"]["gateway"]
+    assert gateway["heartbeats"] > 0 and gateway["acks"] == gateway["heartbeats"], gateway
+    assert gateway["dynamodb_requests_per_heartbeat"] == 0, gateway
 
 
 def test_the_loadtest_runs_bounded_against_a_stage(capsys):
