@@ -5,18 +5,40 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from .client import Stack, assert_error, assert_message, status_when
+from .conftest import TEST_TIMEOUT_SECONDS
+from .runner import run_with_clients_closed
+from .stacks import SMALL_KEEPALIVE_SECONDS, SMALL_PARAMETERS, started_stack, warm_up
 
 pytestmark = pytest.mark.e2e
 
 # See SMALL_PARAMETERS in stacks.py.
-REFRESH_AGE_SECONDS = 0.02 * 60
 WARNING_AGE_SECONDS = 0.03 * 60
 HEARTBEAT_TIMEOUT_SECONDS = 4
 SWEEP_SECONDS = 1
+
+# The ageing listener must connect and join while still young: on a 2-core machine running the
+# suite on three workers that can take longer than the small stack's 1.2 s, so it ages on a stack
+# of its own with 3 s to refresh and 4.8 s to the warning.
+AGING_REFRESH_SECONDS = 0.05 * 60
+AGING_WARNING_SECONDS = 0.08 * 60
+AGING_PARAMETERS = {
+    **SMALL_PARAMETERS,
+    "CONNECTION_REFRESH_MINUTES": "0.05",
+    "CONNECTION_WARNING_MINUTES": "0.08",
+    "CONNECTION_MAX_MINUTES": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def aging_stack() -> Iterator[Stack]:
+    with started_stack(AGING_PARAMETERS, keepalive=SMALL_KEEPALIVE_SECONDS, warm_environments=1) as running:
+        asyncio.run(run_with_clients_closed(warm_up(running), TEST_TIMEOUT_SECONDS))
+        yield running
 
 
 async def heartbeat_replies(client, count: int) -> list[dict]:
@@ -32,24 +54,24 @@ DUE_FOR_WARNING = ["heartbeatAck", "connectionRefreshRequired", "connectionWarni
 
 def expected_replies(youngest: float, oldest: float) -> list[list[str]]:
     """What a heartbeat may get back when the server saw the connection between these ages."""
-    phases = [(0.0, YOUNG), (REFRESH_AGE_SECONDS, DUE_FOR_REFRESH), (WARNING_AGE_SECONDS, DUE_FOR_WARNING)]
+    phases = [(0.0, YOUNG), (AGING_REFRESH_SECONDS, DUE_FOR_REFRESH), (AGING_WARNING_SECONDS, DUE_FOR_WARNING)]
     ends = [start for start, _ in phases[1:]] + [float("inf")]
     return [types for (start, types), end in zip(phases, ends, strict=True) if youngest < end and oldest >= start]
 
 
-async def test_heartbeat_replies_gain_refresh_then_warning_as_a_listener_ages(small_stack: Stack):
+async def test_heartbeat_replies_gain_refresh_then_warning_as_a_listener_ages(aging_stack: Stack):
     # GIVEN a listener that heartbeats on its own, from its first second on
-    _, created = await small_stack.speaker_with_session()
+    _, created = await aging_stack.speaker_with_session()
     session_id = created["sessionId"]
     opening = time.monotonic()
-    listener = await small_stack.connect(keepalive=False)
+    listener = await aging_stack.connect(keepalive=False)
     opened = time.monotonic()
     assert (await listener.request("joinSession", sessionId=session_id, targetLanguage="fr"))["type"] == (
         "sessionJoined"
     )
     # WHEN it heartbeats until it is past the warning age
     seen = []
-    while time.monotonic() - opening < WARNING_AGE_SECONDS + 0.8:
+    while time.monotonic() - opening < AGING_WARNING_SECONDS + 0.8:
         sent = time.monotonic()
         await listener.send("heartbeat")
         replies = await listener.drain(quiet=0.3)
