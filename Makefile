@@ -37,7 +37,7 @@ RUN_ARGS := --template template.yaml --port $(PORT) --stage $(STAGE) \
 	$(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(SCHEDULE_SECONDS),--schedule-seconds $(SCHEDULE_SECONDS))
 
 .PHONY: help install run token invoke test unit-test local-stack-test e2e-test lint format \
-	cfn-lint sam-validate sam-build checkov speaker-user bench lock clean pr \
+	cfn-lint sam-validate sam-build checkov checkov-install speaker-user bench lock clean pr \
 	node-install js-test browser-test page-site
 
 help:
@@ -118,6 +118,8 @@ $(CHECKOV_STAMP): requirements/checkov.txt
 	@touch $@
 
 # Every finding is fixed or skipped in template.yaml with its reason (Metadata.checkov.skip).
+checkov-install: $(CHECKOV_STAMP)
+
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
 
@@ -142,13 +144,15 @@ local-stack-test: install
 e2e-test: install
 	$(BIN)/pytest tests/e2e -q
 
-# The checks are single-threaded and independent: they run side by side. pytest runs its files on
+# The three installs (Python venv, node_modules, checkov's venv) run side by side, then the
+# checks, which are single-threaded and independent, side by side too. pytest runs its files on
 # TEST_WORKERS processes (pytest-xdist; a file stays on one worker, its module fixtures with it),
 # handed out in collection order, longest first (tests/conftest.py), not xdist's count of tests;
 # many tests wait on sockets, sweeps and rate windows, so more workers than cores still pays.
 # The Node client and browser tests then run in one node --test, three files at a time.
 TEST_WORKERS ?= 3
-test: $(STAMP) $(NODE_STAMP)
+test:
+	@$(MAKE) --no-print-directory -j3 install node-install checkov-install
 	@$(MAKE) --no-print-directory -j4 --output-sync=target lint cfn-lint sam-validate checkov sam-build
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 	$(NODE_TEST) --test-concurrency=3 clients/js/test/*.test.js tests/browser/*.test.js
