@@ -26,19 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import captions
-from benchmarks.__main__ import _warm_up
+from benchmarks.__main__ import BENCH_PARAMETERS, _warm_up
 from benchmarks.figures import Figures, percentiles
 from benchmarks.scenarios import BenchStack, fan_out, join_storm
 from local_stack.testing import running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETERS = {
-    "RATE_LIMIT_SESSIONS_PER_HOUR": "10000",
-    "RATE_LIMIT_LISTENER_JOINS_PER_MIN": "100000",
-    "RATE_LIMIT_FAILED_JOINS_PER_MIN": "100000",
-    "RATE_LIMIT_CONNECTION_ATTEMPTS_PER_MIN": "100000",
-    "RATE_LIMIT_HEARTBEATS_PER_MIN": "1000",
-    "SPEAKER_RECONNECT_GRACE_SECONDS": "0",
+    **BENCH_PARAMETERS,
     # The phones send no heartbeats: on a loaded machine the storm and a profiled fan-out can
     # outlast the template's 90 s, and the sweep would close them mid-scenario.
     "HEARTBEAT_TIMEOUT_SECONDS": "600",
