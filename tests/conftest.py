@@ -12,6 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cfnlint.decode import decode
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -26,6 +27,11 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "session-manager")
 # about 3.4 s of CPU per stack start (8.5 s against 5.1 s, measured), and the suite starts dozens.
 # Stacks whose tests count seconds pass warm_environments=1 to running_stack (local_stack/testing.py).
 os.environ.setdefault("LOCAL_STACK_WARM_ENVIRONMENTS", "0")
+
+# Hypothesis's per-example deadline is a wall-clock assertion: on two cores shared by three test
+# workers an example that takes 0.2 ms alone can take 270 ms. Its checks of the outcome stay.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 def template_tables() -> dict[str, dict[str, Any]]:
