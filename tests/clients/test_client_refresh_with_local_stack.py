@@ -53,7 +53,15 @@ async def test_repeated_forced_refreshes_lose_no_caption_and_show_none_twice(sho
         assert ClientState.RECONNECTING not in log.states(), log.describe()
         assert not log.notices(NoticeKind.ERROR), log.describe()
         assert len(log.notices(NoticeKind.REFRESHED)) >= REFRESHES
-    # AND the speaker, now on its newest connection, ends the session for the listener once
+    # AND the speaker, now on its newest connection, ends the session for the listener once. It
+    # ends just after one of the listener's refreshes completes, while its next is not yet due: a
+    # listener whose refresh is in flight learns of the end from the refresh's SESSION_NOT_FOUND,
+    # and shows "ended while this client was disconnected" instead (the client's race, still open).
+    completed = listener.refresh_count
+    deadline = time.monotonic() + 30
+    while listener.refresh_count == completed:
+        assert time.monotonic() < deadline, "no refresh completed within 30 s"
+        await asyncio.sleep(0.02)
     await speaker.end()
     await listener_log.finished()
     assert listener_log.states().count(ClientState.ENDED) == 1
