@@ -65,6 +65,11 @@ class Resolver:
         self._condition_cache: dict[str, bool] = {}
         self.physical_ids: dict[str, str] = {}
 
+    @property
+    def resources(self) -> Mapping[str, Any]:
+        """The template's Resources as parsed, for readers that need more than references."""
+        return self._resources
+
     def parameter_value(self, name: str) -> Any:
         if name in self._parameter_values:
             return self._parameter_values[name]

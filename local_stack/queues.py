@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from local_stack.cfn_yaml import load as load_cfn_yaml
 from local_stack.errors import TemplateError
 from local_stack.intrinsics import ACCOUNT_ID, REGION, Resolver
 
@@ -213,9 +212,8 @@ def _check_visibility_timeout(source: SqsEventSource, function_timeout_seconds: 
 
 def discover(template: StackTemplate) -> QueueSetup:
     """The template's active queues and the SQS events of its functions."""
-    raw = load_cfn_yaml(str(template.path))
-    resources: Mapping[str, Any] = raw.get("Resources") or {}
     resolver = template.resolver
+    resources = resolver.resources
     queues = {
         logical_id: _queue(logical_id, resource, resolver)
         for logical_id, resource in resources.items()
