@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from local_stack import faults, moto_dynamodb, translate_emulator
+from local_stack import dynamodb_responses, faults, moto_dynamodb, translate_emulator
 from local_stack.intrinsics import REGION
 from local_stack.template import StackTemplate, TableDefinition
 
@@ -80,6 +80,8 @@ class EmbeddedAws:
     def start(self) -> None:
         # Isolation, cheap rollback and ClientRequestToken, as DynamoDB has them (see the module).
         moto_dynamodb.install()
+        # Answers written at the cost of their items, not of moto's generic serializer (see the module).
+        dynamodb_responses.install()
         _cache_moto_module_list()
         self._server.start()
         # werkzeug reads `app` per request, so wrapping it now covers every request.
