@@ -334,6 +334,9 @@ class Connection {
     this.heartbeatTimer = null;
     this.heartbeatOutstanding = null;
     this.lastBeatAt = 0;
+    this.whenClosed = new Promise((resolve) => {
+      this._resolveClosed = resolve;
+    });
     socket.addEventListener("message", (event) => this._onMessage(event));
     socket.addEventListener("close", (event) => this._onClose(event));
   }
@@ -476,6 +479,7 @@ class Connection {
   _onClose(event) {
     if (this.closed) return;
     this.closed = true;
+    this._resolveClosed();
     this.stopHeartbeat();
     if (this.pending) this.pending.settle(new ClientError("CONNECTION_LOST", { messages: this.owner.messages }));
     this.owner._connectionClosed(this, event);
@@ -495,6 +499,14 @@ function safeClose(socket, code, reason) {
 }
 
 const OVERLAP_MEMORY_MS = 10_000;
+// How long a refresh answered SESSION_NOT_FOUND waits for the old connection's sessionEnded while
+// that connection is open. The server ends a session first and tells its listeners after, so a
+// refresh that reaches it in between finds the session gone while the notice is still on its way
+// to the old connection, which never went away: the client then ends with the notice's reason, as
+// any connected listener does. 2 s is four times the 0.5 s that the fan-out to the last of 500
+// listeners is meant to take (docs/benchmarks.md), and short enough that nobody stares long at a
+// session that is over when the notice never comes.
+const END_NOTICE_GRACE_MS = 2_000;
 // checkConnection() right after a heartbeat learns nothing new.
 const CHECK_AFTER_BEAT_MS = 5_000;
 
@@ -654,10 +666,17 @@ class SessionClient extends Emitter {
         } catch (error) {
           attempt.connection?.close();
           attempt.connection = null;
+          if (error.code === "SESSION_NOT_FOUND") {
+            // Still `_refreshing` through the wait: requests wait for it, and the old connection
+            // closing meanwhile ends the wait rather than starting a reconnect.
+            const toldOnOld = await this._endedByNoticeOn(old);
+            this._refreshing = null;
+            if (!toldOnOld && !this._stopped) this._ended({ reason: "unknown", sessionId: this.sessionId });
+            return;
+          }
           if (!error.retryable || old.closed) {
             this._refreshing = null;
-            if (error.code === "SESSION_NOT_FOUND") this._ended({ reason: "unknown", sessionId: this.sessionId });
-            else if (old.closed && !this._stopped && this.state === State.LIVE) this._startReconnect();
+            if (old.closed && !this._stopped && this.state === State.LIVE) this._startReconnect();
             else this._emit("refreshFailed", { error });
             return;
           }
@@ -668,6 +687,29 @@ class SessionClient extends Emitter {
     run().finally(() => {
       if (this._refreshing === attempt) this._refreshing = null;
       attempt.finish();
+    });
+  }
+
+  /**
+   * After a refresh found the session gone: resolves true once `old`, the connection the client is
+   * still in the session on, has brought the sessionEnded (which ends the client); false when it
+   * closes first, the client is closed, or END_NOTICE_GRACE_MS pass. A closed connection brings
+   * nothing more.
+   */
+  _endedByNoticeOn(old) {
+    if (old.closed) return Promise.resolve(this.state === State.ENDED);
+    let timer;
+    let stopWatching;
+    return new Promise((resolve) => {
+      timer = setTimeout(resolve, END_NOTICE_GRACE_MS);
+      stopWatching = this.on("state", ({ state }) => {
+        if (state === State.ENDED || state === State.CLOSED) resolve();
+      });
+      old.whenClosed.then(resolve);
+    }).then(() => {
+      clearTimeout(timer);
+      stopWatching();
+      return this.state === State.ENDED;
     });
   }
 

@@ -54,9 +54,9 @@ async def test_repeated_forced_refreshes_lose_no_caption_and_show_none_twice(sho
         assert not log.notices(NoticeKind.ERROR), log.describe()
         assert len(log.notices(NoticeKind.REFRESHED)) >= REFRESHES
     # AND the speaker, now on its newest connection, ends the session for the listener once. It
-    # ends just after one of the listener's refreshes completes, while its next is not yet due: a
-    # listener whose refresh is in flight learns of the end from the refresh's SESSION_NOT_FOUND,
-    # and shows "ended while this client was disconnected" instead (the client's race, still open).
+    # ends just after one of the listener's refreshes completes, while its next is not yet due, so
+    # that this test sees the plain End; an End that meets a refresh in flight has a test of its
+    # own (test_client_refresh_meets_end_with_local_stack.py).
     completed = listener.refresh_count
     deadline = time.monotonic() + 30
     while listener.refresh_count == completed:

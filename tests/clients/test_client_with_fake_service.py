@@ -468,6 +468,80 @@ async def test_the_session_ending_is_shown_once_even_when_both_connections_of_a_
         gate.set()
 
 
+REFRESH_LISTENER = {
+    "type": "connectionRefreshRequired",
+    "sessionId": SESSION_ID,
+    "role": "listener",
+    "targetLanguage": "es",
+    "message": "Refresh.",
+}
+
+
+async def test_a_refresh_that_finds_the_session_gone_ends_with_the_notice_the_old_connection_brings():
+    async with FakeService() as fake:
+        _listener, log, old = await joined_listener(fake)
+
+        ended = {"type": "sessionEnded", "sessionId": SESSION_ID, "reason": "speakerEnded", "message": "."}
+
+        async def notice_after(refused: FakeConnection) -> None:
+            await refused.closed.wait()  # the client closes the refused connection, then acts on the answer
+            await asyncio.sleep(0.2)  # not a measurement: a client that did not wait would have ended by now
+            await old.send(ended)
+
+        async def ended_meanwhile(connection: FakeConnection, message: dict) -> None:
+            # The speaker's End reached the server just before this refresh did, and its notice
+            # reaches the old connection only after the refresh's answer.
+            await connection.send(error("SESSION_NOT_FOUND", 404, sessionId=SESSION_ID))
+            telling.append(asyncio.create_task(notice_after(connection)))
+
+        telling: list[asyncio.Task] = []
+        fake.responders["refreshConnection"] = ended_meanwhile
+        # WHEN a refresh is answered SESSION_NOT_FOUND while the old connection is open
+        await old.send(REFRESH_LISTENER)
+        events = await log.finished()
+        # THEN the listener ends once, as a listener connected at the End does: with its reason
+        assert log.states().count(ClientState.ENDED) == 1
+        assert (events[-1].sentence, events[-1].reason) == ("The speaker ended the session.", "speakerEnded")
+        await asyncio.wait_for(old.closed.wait(), 5)
+        await telling[0]
+
+
+async def test_a_refresh_that_finds_the_session_gone_ends_while_away_when_no_notice_follows():
+    async with FakeService() as fake:
+        _listener, log, old = await joined_listener(fake)
+
+        async def gone(connection: FakeConnection, message: dict) -> None:
+            await connection.send(error("SESSION_NOT_FOUND", 404, sessionId=SESSION_ID))
+
+        fake.responders["refreshConnection"] = gone
+        # WHEN a refresh is answered SESSION_NOT_FOUND and the old connection stays silent
+        await old.send(REFRESH_LISTENER)
+        events = await log.finished()
+        # THEN after a bounded wait the listener ends with the sentence for a session that ended unseen
+        assert log.states().count(ClientState.ENDED) == 1
+        assert (events[-1].sentence, events[-1].reason) == (STATE_SENTENCES["endedWhileAway"], "endedWhileAway")
+        # AND it closes the old connection rather than keeping it
+        await asyncio.wait_for(old.closed.wait(), 5)
+
+
+async def test_a_refresh_that_finds_the_session_gone_as_the_old_connection_drops_ends_while_away_without_reconnecting():
+    async with FakeService() as fake:
+        _listener, log, old = await joined_listener(fake)
+
+        async def gone_and_old_dropped(connection: FakeConnection, message: dict) -> None:
+            await connection.send(error("SESSION_NOT_FOUND", 404, sessionId=SESSION_ID))
+            old.abort()
+
+        fake.responders["refreshConnection"] = gone_and_old_dropped
+        await old.send(REFRESH_LISTENER)
+        events = await log.finished()
+        assert log.states().count(ClientState.ENDED) == 1
+        assert events[-1].reason == "endedWhileAway"
+        # AND the drop during the wait did not start a reconnect
+        assert ClientState.RECONNECTING not in log.states()
+        assert len(fake.connections) == 2
+
+
 REFRESH_SPEAKER = {"type": "connectionRefreshRequired", "sessionId": SESSION_ID, "role": "speaker", "message": "."}
 
 

@@ -209,6 +209,59 @@ test("a rejoin answered SESSION_NOT_FOUND ends the session instead of retrying",
   assert.equal(listener.state, State.ENDED);
 });
 
+const REFRESH_NOW = { type: "connectionRefreshRequired", sessionId: "faithful-shepherd-427", role: "listener", targetLanguage: "es", message: "refresh" };
+const SESSION_GONE = { type: "error", code: "SESSION_NOT_FOUND", message: "No active session", status: 404, requestId: "r", sessionId: "faithful-shepherd-427" };
+
+/** A joined listener whose refreshes are answered SESSION_NOT_FOUND, then `afterRefused(old, refused)`. */
+async function listenerWhoseRefreshFindsTheSessionGone(t, afterRefused) {
+  const server = await scriptedServer((socket, message, sockets) => {
+    if (message.action !== "refreshConnection") return joinAndRefreshScript(socket, message);
+    send(socket, SESSION_GONE);
+    afterRefused(sockets[0], socket);
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60, backoff: { initialDelaySeconds: 0.05, maxDelaySeconds: 0.1 } });
+  t.after(() => listener.close());
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  const endings = [];
+  const states = [];
+  listener.on("sessionEnded", (event) => endings.push(event));
+  listener.on("state", (event) => states.push(event.state));
+  send(server.sockets[0], REFRESH_NOW);
+  return { server, listener, endings, states };
+}
+
+test("a refresh that finds the session gone ends with the notice the old connection still brings, once", async (t) => {
+  // The speaker's End reached the server just before the refresh did; its notice reaches the old
+  // connection after the refresh's answer.
+  const { listener, endings, states } = await listenerWhoseRefreshFindsTheSessionGone(t, (old, refused) => {
+    refused.once("close", () =>
+      setTimeout(() => send(old, { type: "sessionEnded", sessionId: "faithful-shepherd-427", reason: "speakerEnded", message: "." }), 200),
+    );
+  });
+  await until(() => listener.state === State.ENDED, "the listener to end");
+  await new Promise((resolve) => setTimeout(resolve, 300)); // room for a second end, if one were coming
+  assert.deepEqual(endings.map((event) => [event.reason, event.text]), [["speakerEnded", "The speaker ended the session."]]);
+  assert.deepEqual(states, [State.ENDED]);
+});
+
+test("a refresh that finds the session gone ends as unknown when the old connection brings no notice", async (t) => {
+  const { server, listener, endings, states } = await listenerWhoseRefreshFindsTheSessionGone(t, () => {});
+  await until(() => listener.state === State.ENDED, "the listener to end");
+  assert.deepEqual(endings.map((event) => [event.reason, event.text]), [["unknown", "The session has ended."]]);
+  assert.deepEqual(states, [State.ENDED]);
+  assert.equal(server.sockets.length, 2, "no reconnect after the end");
+});
+
+test("a refresh that finds the session gone as the old connection drops ends as unknown without reconnecting", async (t) => {
+  const { server, listener, endings, states } = await listenerWhoseRefreshFindsTheSessionGone(t, (old) => old.terminate());
+  await until(() => listener.state === State.ENDED, "the listener to end");
+  await new Promise((resolve) => setTimeout(resolve, 300)); // room for a reconnect, if one were coming
+  assert.deepEqual(endings.map((event) => event.reason), ["unknown"]);
+  assert.deepEqual(states, [State.ENDED]);
+  assert.equal(server.sockets.length, 2, "no reconnect");
+});
+
 test("a frame without type answers the pending request as an internal error", async (t) => {
   const server = await scriptedServer((socket) => socket.send(JSON.stringify({ message: "Internal server error", connectionId: "x", requestId: "y" })));
   t.after(() => server.close());

@@ -52,6 +52,15 @@ class ClientOptions:
 # The `reason` of the ENDED state when the session was found gone on reconnecting.
 ENDED_WHILE_AWAY = "endedWhileAway"
 
+# How long a refresh answered SESSION_NOT_FOUND waits for the old link's `sessionEnded` while
+# that link is still open. The server ends the session first and tells its listeners after
+# (end_session in session_manager/speaker.py), so a refresh that reaches it in between finds the
+# session gone while the notice is still on its way to the old link, which never went away: the
+# client then ends with the notice's reason, as any connected listener does. 2 s is four times
+# the 0.5 s that the fan-out to the last of 500 listeners is meant to take (docs/benchmarks.md),
+# and short enough that nobody stares long at a session that is over when the notice never comes.
+END_NOTICE_GRACE_SECONDS = 2.0
+
 
 class Rejoin:
     """How a subclass gets a new link into the session: the request and what answers it."""
@@ -374,7 +383,8 @@ class SessionClient:
     async def _try_rejoin(self, after_drop: bool) -> Link | object:
         """One attempt: the new link, now current; RETRY (after a pause); or STOP. Ends
         the client when the answer says trying again cannot help; a refresh refused that way
-        stops, and the old link carries on until it closes."""
+        stops, and the old link carries on until it closes. A session found gone while the old
+        link is still open ends the client with the end's notice if that link brings it in time."""
         try:
             new = await self._open_link()
         except ConnectFailedError as failed:
@@ -399,7 +409,8 @@ class SessionClient:
             return STOP
         code = answer.get("code")
         if code == ErrorCode.SESSION_NOT_FOUND:
-            self._fail(ClientState.ENDED, describe("endedWhileAway"), ENDED_WHILE_AWAY)
+            if not await self._ended_by_notice_on(self._current):
+                self._fail(ClientState.ENDED, describe("endedWhileAway"), ENDED_WHILE_AWAY)
             return STOP
         if code in RETRYABLE_CODES:
             retry_after = answer.get("retryAfter")
@@ -411,6 +422,22 @@ class SessionClient:
         else:
             self._notice(NoticeKind.ERROR, explain_error(answer), answer)
         return STOP
+
+    async def _ended_by_notice_on(self, link: Link | None) -> bool:
+        """After a rejoin found the session gone: whether `link`, the one the client is still in
+        the session on, brings the `sessionEnded` (which ends the client) within
+        END_NOTICE_GRACE_SECONDS. A closed link brings nothing more: its reader handles every
+        frame it received before it reports the close."""
+        if link is None or link.is_closed:
+            return self._state.terminal
+        ended = asyncio.ensure_future(self.wait_for_state(*TERMINAL_STATES))
+        closed = asyncio.ensure_future(link.closed.wait())
+        try:
+            await asyncio.wait((ended, closed), timeout=END_NOTICE_GRACE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            closed.cancel()
+        return self._state.terminal
 
     async def _discard(self, link: Link) -> None:
         """Close a link that never became the current one."""
