@@ -167,6 +167,20 @@ def test_functions_are_python313_on_arm64_with_one_day_logs(template):
     assert all(group["Properties"]["RetentionInDays"] == 1 for group in log_groups.values())
 
 
+def test_the_functions_that_fan_out_get_one_full_vcpu_and_the_others_the_default(template):
+    # Lambda gives one vCPU at 1,769 MB; a fan-out is botocore's CPU per post on one core (decision 69).
+    assert template["Parameters"]["FanOutMemorySize"]["Default"] == 1769
+    fan_outs = {"SendCaptionFunction", "EndSessionFunction", "CaptionFanOutFunction"}
+    functions = resources_of(template, "AWS::Serverless::Function")
+    for name, function in functions.items():
+        memory = function["Properties"].get("MemorySize")
+        if name in fan_outs:
+            assert memory == {"Ref": "FanOutMemorySize"}, name
+        else:
+            assert memory != {"Ref": "FanOutMemorySize"}, name
+    assert template["Globals"]["Function"]["MemorySize"] == 256
+
+
 def test_sweeper_runs_every_minute(template):
     sweeper = template["Resources"]["SweeperFunction"]["Properties"]
     (event,) = sweeper["Events"].values()
