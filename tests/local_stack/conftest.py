@@ -11,6 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
@@ -43,6 +45,29 @@ def echo(socket: ClientConnection, **fields: Any) -> dict[str, Any]:
     """Sends an `echo` action; the echo function posts back what it saw."""
     socket.send(json.dumps({"action": "echo", **fields}))
     return receive_json(socket)
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server of its own on loopback (not a local stack's), for one test module."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def dynamodb(endpoint: str, **config: Any) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(**config) if config else None,
+    )
 
 
 def management_client(stack: dict[str, Any]) -> Any:

@@ -12,30 +12,18 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
+from conftest import dynamodb
 from hypothesis import given
 from hypothesis import strategies as st
 from moto.core.serialize import JSONSerializer
 from moto.core.utils import get_service_model
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
-from moto.server import ThreadedMotoServer
 
 from local_stack import dynamodb_responses
 from local_stack.errors import LocalStackError
 
 DYNAMODB_MODEL = get_service_model("dynamodb")
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -151,21 +139,11 @@ def test_another_moto_fails_loudly(monkeypatch):
     assert (JSONSerializer._serialize, Item.project) == (stock_serialize, stock_project)
 
 
-def client(endpoint: str) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 def room(endpoint: str, table: str) -> str:
     """A Connections-shaped table with the template's KEYS_ONLY listener index, an INCLUDE index,
     and listeners whose items carry every kind of value."""
-    dynamodb = client(endpoint)
-    dynamodb.create_table(
+    client = dynamodb(endpoint)
+    client.create_table(
         TableName=table,
         AttributeDefinitions=[
             {"AttributeName": name, "AttributeType": "S"} for name in ("connectionId", "sessionId", "targetLanguage")
@@ -202,42 +180,42 @@ def room(endpoint: str, table: str) -> str:
         }
         if number % 4 == 0:
             item["avatar"] = {"B": bytes([number, 255, 0])}
-        dynamodb.put_item(TableName=table, Item=item)
+        client.put_item(TableName=table, Item=item)
     return table
 
 
 def answers(endpoint: str, table: str) -> dict[str, Any]:
-    dynamodb = client(endpoint)
+    client = dynamodb(endpoint)
     session = {":session": {"S": "faithful-shepherd-427"}}
     found: dict[str, Any] = {
-        "keys only": dynamodb.query(
+        "keys only": client.query(
             TableName=table,
             IndexName="sessionId-targetLanguage-index",
             KeyConditionExpression="sessionId = :session",
             ExpressionAttributeValues=session,
         ),
-        "one language": dynamodb.query(
+        "one language": client.query(
             TableName=table,
             IndexName="sessionId-targetLanguage-index",
             KeyConditionExpression="sessionId = :session AND targetLanguage = :language",
             ExpressionAttributeValues={**session, ":language": {"S": "fr"}},
             ProjectionExpression="connectionId",
         ),
-        "include, paged": dynamodb.query(
+        "include, paged": client.query(
             TableName=table,
             IndexName="with-role",
             KeyConditionExpression="sessionId = :session",
             ExpressionAttributeValues=session,
             Limit=7,
         ),
-        "projected scan": dynamodb.scan(TableName=table, ProjectionExpression="connectionId, tags, flags.muted"),
-        "scan": dynamodb.scan(TableName=table),
-        "get": dynamodb.get_item(TableName=table, Key={"connectionId": {"S": "c004="}}, ConsistentRead=True),
-        "batch get": dynamodb.batch_get_item(
+        "projected scan": client.scan(TableName=table, ProjectionExpression="connectionId, tags, flags.muted"),
+        "scan": client.scan(TableName=table),
+        "get": client.get_item(TableName=table, Key={"connectionId": {"S": "c004="}}, ConsistentRead=True),
+        "batch get": client.batch_get_item(
             RequestItems={table: {"Keys": [{"connectionId": {"S": f"c00{n}="}} for n in range(4)]}}
         )["Responses"][table],
     }
-    found["update"] = dynamodb.update_item(
+    found["update"] = client.update_item(
         TableName=table,
         Key={"connectionId": {"S": "c008="}},
         UpdateExpression="SET lastSeenAt = :now ADD hb29460001 :one",
@@ -266,7 +244,7 @@ def normalised(value: Any) -> Any:
 def test_whole_answers_are_stock_moto_answers(moto_endpoint):
     table = f"connections-{uuid.uuid4().hex[:8]}"
     stock = answers(moto_endpoint, room(moto_endpoint, table))
-    client(moto_endpoint).delete_table(TableName=table)
+    dynamodb(moto_endpoint).delete_table(TableName=table)
     dynamodb_responses.install()
     fast = answers(moto_endpoint, room(moto_endpoint, table))
     assert fast == stock

@@ -13,29 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from conftest import dynamodb
 from moto.dynamodb.models.table import Table
-from moto.server import ThreadedMotoServer
 
 from local_stack import moto_dynamodb
 from local_stack.errors import LocalStackError
 
 SESSIONS = "Sessions"
 CONNECTIONS = "Connections"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -53,17 +40,6 @@ def stock() -> Iterator[None]:
     yield
     if was_installed:
         moto_dynamodb.install()
-
-
-def dynamodb(endpoint: str, **config: Any) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(**config) if config else None,
-    )
 
 
 @pytest.fixture
