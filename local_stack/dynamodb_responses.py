@@ -11,8 +11,8 @@ cores"). Two places cost that much, and both are replaced here:
 - The projection. A KEYS_ONLY or INCLUDE index, like a ProjectionExpression of top-level names,
   projects every item it returns by converting the whole item to Python values once per projected
   name and back again (`Item.project`): about 0.1 ms per item. Here the projected attributes are
-  copied as they are stored, when they are top-level names of scalar or set values; anything else
-  (nested paths, binary, maps and lists) still takes moto's way.
+  copied as they are stored when that round trip would give them back unchanged (top-level
+  strings, booleans, nulls, string sets, canonical integers); anything else still takes moto's way.
 - The serializer. DynamoDB's `AttributeValue` is a union whose JSON form is fixed (a string for S and N,
 base64 for B, lists for the sets, recursion for M and L, booleans for NULL and BOOL), so its values
 are written here directly, and everything around them (Items, Count, LastEvaluatedKey, errors, the
@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 import threading
 from importlib.metadata import version
 from typing import Any
 
 from moto.core.serialize import JSONSerializer
-from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
 from local_stack.errors import LocalStackError
 
@@ -85,9 +86,19 @@ def _base64(value: str | bytes) -> str:
     return base64.b64encode(value).strip().decode("utf-8")
 
 
-# The stored types a projection copies as they are: the round trip through Python values gives
-# them back unchanged (numbers as this stack's writers store them, canonical; sets as sets).
-_COPIED_AS_STORED = frozenset({"S", "N", "BOOL", "NULL", "SS", "NS"})
+# The stored values a projection copies as they are, because moto's round trip through Python
+# values gives exactly them back: strings, booleans, nulls, string sets (order kept) and numbers
+# written as canonical integers, which is how this stack's writers store every number. The round
+# trip rewrites other numbers ("007" comes back "7", a number set {"1", "1.0"} merges), so those,
+# like binary values, maps, lists, nested paths and list elements (`history[0]`), take moto's way.
+_COPIED_AS_STORED = frozenset({"S", "BOOL", "NULL", "SS"})
+_CANONICAL_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
+
+
+def _copied_as_stored(value: DynamoType) -> bool:
+    if value.type == "N":
+        return isinstance(value.value, str) and _CANONICAL_INTEGER.fullmatch(value.value) is not None
+    return value.type in _COPIED_AS_STORED
 
 
 def project(item: Item, projection_expressions: list[list[str]]) -> Item | None:
@@ -95,11 +106,11 @@ def project(item: Item, projection_expressions: list[list[str]]) -> Item | None:
     when an expression or a value is one that moto's own projection must handle."""
     names: list[str] = []
     for expression in projection_expressions:
-        if len(expression) != 1:
-            return None  # a nested path
+        if len(expression) != 1 or "[" in expression[0]:
+            return None  # a nested path or a list element
         name = expression[0]
         stored = item.attrs.get(name)
-        if stored is not None and stored.type not in _COPIED_AS_STORED:
+        if stored is not None and not _copied_as_stored(stored):
             return None
         if stored is not None and name not in names:
             names.append(name)
