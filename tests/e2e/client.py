@@ -101,6 +101,46 @@ class ProtocolClient:
         await self.send(action, **fields)
         return await self.receive(timeout)
 
+    async def request_past_notices(
+        self, action: str, timeout: float = RECEIVE_TIMEOUT, **fields: Any
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Send an action and return the next message that is not a refresh notice, with the
+        notices before it: without heartbeats, a sweep may push one before a slow reply."""
+        await self.send(action, **fields)
+        notices = []
+        while (reply := await self.receive(timeout))["type"] in HEARTBEAT_REPLIES - {"heartbeatAck"}:
+            notices.append(reply)
+        return reply, notices
+
+    async def request_heartbeating(
+        self, action: str, interval: float, timeout: float = RECEIVE_TIMEOUT, **fields: Any
+    ) -> dict[str, Any]:
+        """For a client without keepalive: send an action and heartbeat every `interval` until
+        its reply comes and every heartbeat is answered, so that a reply slowed by a busy machine
+        does not leave the connection silent long enough for the server to close it. Returns the
+        reply; the heartbeats' replies (and any notice on them) are dropped."""
+        await self.send(action, **fields)
+        deadline = time.monotonic() + timeout
+        reply, beats, acks = None, 0, 0
+        while reply is None or acks < beats:
+            try:
+                item = await asyncio.wait_for(self.inbox.get(), min(interval, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"no reply to {action} within {timeout} s") from None
+                if reply is None:
+                    await self.send("heartbeat")
+                    beats += 1
+                continue
+            if isinstance(item, Closed):
+                await self.inbox.put(item)
+                raise AssertionError(f"connection closed ({item.code} {item.reason!r}) while waiting for {action}")
+            if item.get("type") == "heartbeatAck":
+                acks += 1
+            elif item.get("type") not in HEARTBEAT_REPLIES:
+                reply = item
+        return reply
+
     # ------------------------------------------------------------ receiving
 
     async def receive(self, timeout: float = RECEIVE_TIMEOUT) -> dict[str, Any]:

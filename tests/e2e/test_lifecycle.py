@@ -110,7 +110,8 @@ async def test_heartbeat_replies_gain_refresh_then_warning_as_a_listener_ages(ag
 async def test_refresh_required_for_a_speaker_has_no_target_language(small_stack: Stack):
     opening = time.monotonic()
     speaker = await small_stack.connect(small_stack.new_speaker_token(), keepalive=False)
-    created = await speaker.request("createSession", sourceLanguage="en")
+    created = await speaker.request_heartbeating("createSession", SMALL_KEEPALIVE_SECONDS, sourceLanguage="en")
+    assert created["type"] == "sessionCreated", created
     # Aged past the warning from its handshake on, and heartbeating before it is silent for long.
     await asyncio.sleep(max(0.0, opening + WARNING_AGE_SECONDS + 0.2 - time.monotonic()))
     ack, refresh, warning = await heartbeat_replies(speaker, 3)

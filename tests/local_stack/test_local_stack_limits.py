@@ -59,6 +59,9 @@ def test_idle_connection_is_closed_with_1001_and_runs_disconnect(stack, wait_for
 
 
 def test_messages_reset_the_idle_timer_but_not_the_hard_limit(stack, wait_for_record):
+    # The stack's clock starts somewhere in the handshake, which a busy machine stretches: the
+    # lower bound counts from before it, the upper bound from after it.
+    opening = time.monotonic()
     with open_socket(stack) as socket:
         connected = time.monotonic()
         connection_id = echo(socket)["event"]["requestContext"]["connectionId"]
@@ -68,18 +71,24 @@ def test_messages_reset_the_idle_timer_but_not_the_hard_limit(stack, wait_for_re
                 # and a function slowed by a busy machine must not stretch the gaps past it.
                 socket.send(json.dumps({"action": "echo"}))
                 time.sleep(IDLE_TIMEOUT_SECONDS / 3)
-        lived = time.monotonic() - connected
+        closed_at = time.monotonic()
     assert closed.value.rcvd.code == 1001
-    assert MAX_CONNECTION_SECONDS - 0.3 <= lived < MAX_CONNECTION_SECONDS + 1.0
+    assert closed_at - opening >= MAX_CONNECTION_SECONDS - 0.3
+    assert closed_at - connected < MAX_CONNECTION_SECONDS + 1.0
     context = wait_for_record("disconnect", connection_id)["requestContext"]
     assert context["disconnectStatusCode"] == 1001
 
 
 def test_env_vars_override_parameters_and_function_variables(stack):
-    with open_socket(stack) as socket:
-        echo_environment = echo(socket)["environment"]
-        socket.send("to the default route")
-        default_environment = socket.recv(timeout=10)
+    # A slow reply on a busy machine may outlast the 2 s idle timeout: ask again on a new socket.
+    for _ in range(5):
+        with contextlib.suppress(ConnectionClosed), open_socket(stack) as socket:
+            echo_environment = echo(socket)["environment"]
+            socket.send("to the default route")
+            default_environment = socket.recv(timeout=10)
+            break
+    else:
+        pytest.fail("every socket closed before both functions answered")
     assert echo_environment["GREETING"] == "bonjour"  # a template parameter
     assert echo_environment["FLAVOUR"] == "spicy"  # a variable of every function
     assert echo_environment["EXTRA"] == "only-echo"
@@ -118,9 +127,13 @@ def test_metrics_flag_prints_the_emf_lines_and_still_no_empty_metrics_warning(st
             socket.send(json.dumps({"action": "misbehave", "do": "metrics"}))
             assert receive_json(socket) == {"metrics": "published"}
             break
+    else:
+        pytest.fail("every socket closed before the function answered")
     log = Path(stack["logFile"]).read_text()
-    (emf_line,) = [line for line in log.splitlines() if "ProbeMetric" in line]
-    emf = json.loads(emf_line.split("] ", 1)[1])
+    # A try whose socket closed before the answer may have published too: one line per try.
+    emf_lines = [line for line in log.splitlines() if "ProbeMetric" in line]
+    assert emf_lines, log
+    emf = json.loads(emf_lines[-1].split("] ", 1)[1])
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Probe"
     assert emf["ProbeMetric"] == [1.0]
     assert any("ProbeSingleMetric" in line for line in log.splitlines())
