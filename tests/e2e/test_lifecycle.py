@@ -141,7 +141,7 @@ async def test_silent_connection_is_closed_by_the_server(small_stack: Stack):
 
 
 async def test_expired_session_ends_for_its_listeners(small_stack: Stack):
-    # GIVEN a session with two heartbeating listeners (sessions live 14.4 s in the small stack)
+    # GIVEN a session with two heartbeating listeners (sessions live 21.6 s in the small stack)
     speaker, created = await small_stack.speaker_with_session()
     session_id = created["sessionId"]
     listeners = [await small_stack.listener_in(session_id, language) for language in ("es", "fr")]

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 from .client import Stack
-from .stacks import GRACE_PARAMETERS, GRACE_SECONDS, started_stack
+from .conftest import TEST_TIMEOUT_SECONDS
+from .runner import run_with_clients_closed
+from .stacks import GRACE_PARAMETERS, GRACE_SECONDS, started_stack, warm_up
 
 
 @pytest.fixture(scope="module")
 def grace_stack() -> Iterator[Stack]:
     with started_stack(GRACE_PARAMETERS, schedule_seconds=1, warm_environments=1) as running:
+        asyncio.run(run_with_clients_closed(warm_up(running), TEST_TIMEOUT_SECONDS))
         yield running
 
 
