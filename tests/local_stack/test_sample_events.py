@@ -87,9 +87,10 @@ def routes() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def results(routes) -> dict[str, tuple[str, subprocess.CompletedProcess[str]]]:
-    """All invocations at once: each one starts moto and a worker, so they run in parallel."""
+    """Each invocation starts moto and a worker (about 4 s of CPU), so they run side by side, one
+    per core: twice that starved the timed tests of the other workers on a 2-core machine."""
     targets = {path.name: function_for(json.loads(path.read_text()), routes) for path in EVENTS}
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2) * 2) as pool:
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = {name: pool.submit(invoke, targets[name], EVENTS_DIR / name) for name in targets}
         return {name: (targets[name], future.result()) for name, future in futures.items()}
 
