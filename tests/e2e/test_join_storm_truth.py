@@ -30,10 +30,19 @@ def test_every_phone_of_a_join_storm_is_told_the_truth():
 
         storm, ended = asyncio.run(storm_then_end())
     print(f"\njoin storm: {storm.figures.outcomes}, p95 {storm.figures.as_json()['latency_ms']['p95']:.0f} ms")
-    assert storm.figures.outcomes == {"sessionJoined": CAPACITY, "SESSION_FULL": LISTENERS - CAPACITY}
+    # The truth first: whatever each phone was told, the tables agree with it.
     assert storm.figures.violations == []
-    assert storm.figures.extra["listenerCount"] == CAPACITY
-    assert sum(told.joined_session_id is not None for told in storm.told.values()) == CAPACITY
-    assert ended.outcomes["told once"] == CAPACITY
+    # Every seat is taken and every other phone told the room is full, but for a join the server
+    # could not finish in time on a starved machine: it answers SERVICE_UNAVAILABLE and holds no
+    # seat (decision 56), and the seat it held for a moment may have turned a phone away meanwhile.
+    outcomes = dict(storm.figures.outcomes)
+    unavailable = outcomes.pop("SERVICE_UNAVAILABLE", 0)
+    assert unavailable <= 2, storm.figures.outcomes  # a rare timeout, not a pattern
+    joined = outcomes.get("sessionJoined", 0)
+    assert outcomes == {"sessionJoined": joined, "SESSION_FULL": LISTENERS - joined - unavailable}
+    assert CAPACITY - unavailable <= joined <= CAPACITY, storm.figures.outcomes
+    assert storm.figures.extra["listenerCount"] == joined
+    assert sum(told.joined_session_id is not None for told in storm.told.values()) == joined
+    assert ended.outcomes["told once"] == joined
     assert ended.errors == {}
     assert ended.violations == []

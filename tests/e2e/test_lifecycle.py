@@ -17,7 +17,6 @@ from .stacks import SMALL_KEEPALIVE_SECONDS, SMALL_PARAMETERS, started_stack, wa
 pytestmark = pytest.mark.e2e
 
 # See SMALL_PARAMETERS in stacks.py.
-WARNING_AGE_SECONDS = 0.03 * 60
 HEARTBEAT_TIMEOUT_SECONDS = 4
 SWEEP_SECONDS = 1
 
@@ -69,9 +68,9 @@ async def test_heartbeat_replies_gain_refresh_then_warning_as_a_listener_ages(ag
     assert (await listener.request("joinSession", sessionId=session_id, targetLanguage="fr"))["type"] == (
         "sessionJoined"
     )
-    # WHEN it heartbeats until it is past the warning age
+    # WHEN it heartbeats until its replies carry the warning (well before the 12 s close)
     seen = []
-    while time.monotonic() - opening < AGING_WARNING_SECONDS + 0.8:
+    while DUE_FOR_WARNING not in seen and time.monotonic() - opening < AGING_WARNING_SECONDS + 5:
         sent = time.monotonic()
         await listener.send("heartbeat")
         # The ack comes first, however slow the machine; what the same reply adds follows it.
@@ -98,26 +97,35 @@ async def test_heartbeat_replies_gain_refresh_then_warning_as_a_listener_ages(ag
                 assert_message(reply, expected)
         seen.append(types)
         await asyncio.sleep(0.15)
-    # AND all three stages were seen, in order
-    assert [stage for stage in (YOUNG, DUE_FOR_REFRESH, DUE_FOR_WARNING) if stage in seen] == [
-        YOUNG,
-        DUE_FOR_REFRESH,
-        DUE_FOR_WARNING,
-    ], seen
+    # AND the stages came in order, up to the warning. Which of them were seen depends on how
+    # fast the machine answers: a heartbeat whose age bounds fall within one stage must get that
+    # stage's reply (checked above); on a starved machine the join may outlast the 3 s to the
+    # refresh, and then the young stage cannot be asked of its first heartbeat.
+    assert DUE_FOR_WARNING in seen, seen
     assert seen == sorted(seen, key=len), seen
 
 
-async def test_refresh_required_for_a_speaker_has_no_target_language(small_stack: Stack):
+async def test_refresh_required_for_a_speaker_has_no_target_language(aging_stack: Stack):
+    # GIVEN a speaker that heartbeats every second from its handshake on (on the ageing stack: a
+    # connection lives 12 s there, time enough on a starved machine for a slow createSession)
     opening = time.monotonic()
-    speaker = await small_stack.connect(small_stack.new_speaker_token(), keepalive=False)
+    speaker = await aging_stack.connect(aging_stack.new_speaker_token(), keepalive=False)
     created = await speaker.request_heartbeating("createSession", SMALL_KEEPALIVE_SECONDS, sourceLanguage="en")
     assert created["type"] == "sessionCreated", created
-    # Aged past the warning from its handshake on, and heartbeating before it is silent for long.
-    await asyncio.sleep(max(0.0, opening + WARNING_AGE_SECONDS + 0.2 - time.monotonic()))
-    ack, refresh, warning = await heartbeat_replies(speaker, 3)
-    assert_message(ack, "heartbeatAck")
+    # WHEN it ages past the refresh and the warning
+    replies: list[dict] = []
+    while "connectionWarning" not in {reply["type"] for reply in replies}:
+        assert time.monotonic() - opening < AGING_WARNING_SECONDS + 5, replies
+        await speaker.send("heartbeat")
+        replies += [await speaker.expect("heartbeatAck", timeout=30)] + await speaker.drain(quiet=0.3)
+        await asyncio.sleep(SMALL_KEEPALIVE_SECONDS / 2)
+    # THEN its refresh notice names its session and role, and no target language
+    refresh = next(reply for reply in replies if reply["type"] == "connectionRefreshRequired")
     assert_message(refresh, "connectionRefreshRequired", sessionId=created["sessionId"], role="speaker", message=...)
+    warning = next(reply for reply in replies if reply["type"] == "connectionWarning")
     assert_message(warning, "connectionWarning", remainingMinutes=..., message=...)
+    # AND the first notice follows the ack of the heartbeat that carried it
+    assert replies[replies.index(refresh) - 1]["type"] == "heartbeatAck", replies
 
 
 async def test_silent_connection_is_closed_by_the_server(small_stack: Stack):

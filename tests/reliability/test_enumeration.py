@@ -4,7 +4,9 @@ per address and minute, protocol.md), measured over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -76,15 +78,32 @@ async def test_listener_refresh_guesses_share_the_same_budget(stack: Stack):
     assert_invariants(stack)
 
 
+def join_limits_skipped(stack: Stack) -> int:
+    """How often the join limit failed open so far: a RateLimits request that timed out on a
+    starved machine is skipped with a WARN (session_manager/ratelimit.py), and its guess is
+    answered without being counted, by design."""
+    log = Path(stack.info["logFile"]).read_text(encoding="utf-8", errors="replace")
+    return sum(
+        1
+        for line in log.splitlines()
+        if "rate limits unavailable" in line and re.search(r'"(window|policy)": ?"join"', line)
+    )
+
+
 async def test_many_addresses_each_get_the_same_budget_and_no_more(stack: Stack):
     # The sustained figures (ids per hour from 1 and 100 addresses) come from enumeration.py run on
     # its own (docs/reliability.md); here a handful of addresses at once shows the budget is per
     # address and exact under load.
+    skipped_before = join_limits_skipped(stack)
     results = await measure(stack, addresses=6)
     per_window = sorted({count for result in results for count in result.answered_per_window.values()})
     record("enumeration", addresses=6, answered_before_refusal=[r.answered for r in results], per_window=per_window)
-    assert [result.answered for result in results] == [FAILED_JOINS_PER_MIN] * 6, results
-    assert max(per_window) <= FAILED_JOINS_PER_MIN, results
+    # Exactly the budget, but for a guess the limiter could not count because RateLimits did not
+    # answer in time (each one logged): never fewer, and never more than those.
+    skipped = join_limits_skipped(stack) - skipped_before
+    assert all(result.answered >= FAILED_JOINS_PER_MIN for result in results), results
+    assert sum(result.answered for result in results) - 6 * FAILED_JOINS_PER_MIN <= skipped, (skipped, results)
+    assert max(per_window) <= FAILED_JOINS_PER_MIN + skipped, results
     assert {result.refused_with for result in results} == {"RATE_LIMIT_EXCEEDED"}
     await asyncio.sleep(0)
     assert_invariants(stack)
