@@ -517,22 +517,21 @@ class _RefreshRoll:
     caller bounds the wait: a refresh that never comes shows as no "refresh" outcome)."""
 
     def __init__(self) -> None:
-        self._seated: set[int] = set()
+        self._seated = 0
         self._refreshed: set[int] = set()
         self._changed = asyncio.Event()
 
     def seated(self) -> int:
         """A number for the phone just seated."""
-        phone = len(self._seated)
-        self._seated.add(phone)
-        return phone
+        self._seated += 1
+        return self._seated - 1
 
     def refreshed(self, phone: int) -> None:
         self._refreshed.add(phone)
         self._changed.set()
 
     async def everyone_refreshed(self) -> None:
-        while not self._refreshed >= self._seated:
+        while len(self._refreshed) < self._seated:
             self._changed.clear()
             await self._changed.wait()
 

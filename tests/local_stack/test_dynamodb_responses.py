@@ -162,6 +162,9 @@ def test_a_projection_is_moto_s_projection(attributes, names):
     expressions = [[name] for name in names]
     stock = Item.project(item, expressions).to_json()
     projected = dynamodb_responses.project(item, expressions)
+    present = [item.attrs[name] for name in names if name in item.attrs]
+    if all("[" not in name for name in names) and all(dynamodb_responses._copied_as_stored(v) for v in present):
+        assert projected is not None, (attributes, names)  # the fast path takes what it can
     assert projected is None or projected.to_json() == stock
 
 
