@@ -12,7 +12,7 @@ cores"). Two places cost that much, and both are replaced here:
   projects every item it returns by converting the whole item to Python values once per projected
   name and back again (`Item.project`): about 0.1 ms per item. Here the projected attributes are
   copied as they are stored when that round trip would give them back unchanged (top-level
-  strings, booleans, nulls, string sets, canonical integers); anything else still takes moto's way.
+  strings, booleans, nulls, canonical integers); anything else still takes moto's way.
 - The serializer. DynamoDB's `AttributeValue` is a union whose JSON form is fixed (a string for S and N,
 base64 for B, lists for the sets, recursion for M and L, booleans for NULL and BOOL), so its values
 are written here directly, and everything around them (Items, Count, LastEvaluatedKey, errors, the
@@ -87,11 +87,12 @@ def _base64(value: str | bytes) -> str:
 
 
 # The stored values a projection copies as they are, because moto's round trip through Python
-# values gives exactly them back: strings, booleans, nulls, string sets (order kept) and numbers
-# written as canonical integers, which is how this stack's writers store every number. The round
-# trip rewrites other numbers ("007" comes back "7", a number set {"1", "1.0"} merges), so those,
-# like binary values, maps, lists, nested paths and list elements (`history[0]`), take moto's way.
-_COPIED_AS_STORED = frozenset({"S", "BOOL", "NULL", "SS"})
+# values gives exactly them back: strings, booleans, nulls and numbers written as canonical
+# integers, which is how this stack's writers store every number. The round trip rewrites other
+# numbers ("007" comes back "7", a number set {"1", "1.0"} merges) and reorders sets (["0", ""]
+# comes back ["", "0"]), so those, like binary values, maps, lists, nested paths and list
+# elements (`history[0]`), take moto's way.
+_COPIED_AS_STORED = frozenset({"S", "BOOL", "NULL"})
 _CANONICAL_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
 
 
