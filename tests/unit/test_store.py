@@ -7,11 +7,12 @@ import time
 from dataclasses import replace
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from session_manager import rules
 from session_manager.errors import InvalidActionError, SessionFullError, SessionNotFoundError
 from session_manager.outcomes import Outcome, Refusal
-from session_manager.protocol import JoinSessionRequest, Role
+from session_manager.protocol import JoinSessionRequest, Role, SendCaptionRequest
 from tests.unit.harness import (
     FakeClock,
     SerializedClient,
@@ -190,6 +191,41 @@ def test_the_store_refuses_a_seat_to_a_connection_that_holds_one(services, dynam
     assert seat is Outcome.CONNECTION_BUSY
     assert session_item(dynamodb_client, second)["listenerCount"] == 0
     assert connection_item(dynamodb_client, listener.connection_id)["sessionId"] == first
+
+
+# ---------------------------------------------------------------- retried writes
+
+
+class LoseFirstAnswer:
+    """A read timeout after DynamoDB applied the write: the SDK's retry sends it again. Registered
+    last on the general event, after moto's own before-send handler (botocore calls handlers of a
+    more specific event name first), so the first attempt has landed when this raises."""
+
+    def __init__(self, client, operation: str, naming: str) -> None:
+        self.lost = 0
+        self._event = f"before-send.dynamodb.{operation}"
+        self._naming = naming.encode()
+        client.meta.events.register_last("before-send", self)
+
+    def __call__(self, request, event_name: str, **_):
+        if event_name == self._event and self._naming in request.body and self.lost == 0:
+            self.lost += 1
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return None
+
+
+def test_a_caption_whose_numbering_answer_was_lost_is_numbered_once(services, dynamodb_client):
+    # GIVEN a speaker whose first numbering write lands but whose answer never arrives
+    speaker, session_id = create_session(services)
+    lost = LoseFirstAnswer(dynamodb_client, "UpdateItem", naming="captionSeq")
+    # WHEN it sends two captions (the SDK retries the first)
+    captions = services.services.captions
+    first = captions.send_caption(speaker.caller, SendCaptionRequest("In the beg", False, "l1"))
+    second = captions.send_caption(speaker.caller, SendCaptionRequest("In the beginning", False, "l1"))
+    # THEN the retry did not number the line again: 1 then 2, and the session's count is 2
+    assert lost.lost == 1
+    assert [first.first["seq"], second.first["seq"]] == [1, 2]
+    assert session_item(dynamodb_client, session_id)["captionSeq"] == 2
 
 
 # ---------------------------------------------------------------- TTLs in epoch seconds

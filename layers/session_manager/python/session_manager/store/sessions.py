@@ -8,6 +8,7 @@ domain can tell why without another read.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -156,23 +157,40 @@ class DynamoDBSessionStore:
 
     def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
         """One atomic write numbers the caption, checks that the caller is the live session's
-        speaker, and returns the session (its languages in use) as written."""
+        speaker, and returns the session (its languages in use) as written.
+
+        ADD is not idempotent, and the SDK resends a write whose answer timed out (botocore
+        standard retries): the write carries a token of its own, refuses one that already landed,
+        and that refusal's ALL_OLD is the session as the first attempt left it (decision 73)."""
+        request = secrets.token_hex(8)
         try:
             response = self.db.call(
                 "update_item",
                 [self.sessions_table],
                 TableName=self.sessions_table,
                 Key=to_attribute_values({"sessionId": session_id}),
-                UpdateExpression="ADD captionSeq :one",
-                ConditionExpression="isActive = :true AND expiresAt > :nowSeconds AND speakerConnectionId = :speaker",
+                UpdateExpression="ADD captionSeq :one SET captionRequest = :request",
+                ConditionExpression=(
+                    "isActive = :true AND expiresAt > :nowSeconds AND speakerConnectionId = :speaker"
+                    " AND (attribute_not_exists(captionRequest) OR captionRequest <> :request)"
+                ),
                 ExpressionAttributeValues=to_attribute_values(
-                    {":one": 1, ":true": True, ":nowSeconds": now_ms // 1000, ":speaker": speaker_connection_id}
+                    {
+                        ":one": 1,
+                        ":true": True,
+                        ":nowSeconds": now_ms // 1000,
+                        ":speaker": speaker_connection_id,
+                        ":request": request,
+                    }
                 ),
                 ReturnValues="ALL_NEW",
                 **ALL_OLD,
             )
         except ConditionFailedError as failure:
-            return Refusal(session_failed=True, session=_session(failure.item_at(0)))
+            item = failure.item_at(0)
+            if item and item.get("captionRequest") == request:
+                return Written(Session.from_item(item))
+            return Refusal(session_failed=True, session=_session(item))
         return Written(Session.from_item(from_item(response["Attributes"])))
 
     # ------------------------------------------------------------ listeners
