@@ -59,6 +59,9 @@ class Guesses:
     refused_with: str  # the code of the first refused guess
     retry_after: int
     answered_per_window: dict[int, int]  # window (minute since the epoch, the server's clock) -> answers
+    # Answers sent in one window and answered in the next: the limiter counted each in one of the
+    # two (it reads the clock in between), so a window's answers may exceed its count by these.
+    straddling: int = 0
 
 
 async def wait_for_a_fresh_window(margin_seconds: float = 20.0) -> None:
@@ -70,19 +73,25 @@ async def wait_for_a_fresh_window(margin_seconds: float = 20.0) -> None:
 
 
 async def guess_until_refused(stack: Stack, address: str, limit: int = 10_000) -> Guesses:
-    """Guesses until refused. Windows are counted by the server's reply timestamps: on a slow
-    machine a burst may spill into the next window, which then has a budget of its own."""
+    """Guesses until refused. Answers are counted by the window of the server's reply timestamp:
+    on a slow machine a burst may spill into the next window, which then has a budget of its own.
+    The refusal belongs to the window it was sent in (the stack shares this machine's clock): a
+    window is full only of answers already received, so a refusal cannot be decided in a later
+    window than its sending."""
     client = await connect_from(stack, address)
     per_window: dict[int, int] = {}
+    straddling = 0
     try:
         for _ in range(limit):
+            sent = int(time.time()) // WINDOW_SECONDS
             reply = await client.request("joinSession", 90.0, sessionId=unknown_id(), targetLanguage="es")
             window = int(reply["timestamp"]) // 1000 // WINDOW_SECONDS
             if reply.get("code") != "SESSION_NOT_FOUND":
-                answered = per_window.get(window, 0)
-                return Guesses(answered, str(reply.get("code")), int(reply.get("retryAfter", 0)), per_window)
+                refused_with, retry_after = str(reply.get("code")), int(reply.get("retryAfter", 0))
+                return Guesses(per_window.get(sent, 0), refused_with, retry_after, per_window, straddling)
             per_window[window] = per_window.get(window, 0) + 1
-        return Guesses(0, "none", 0, per_window)
+            straddling += window != sent
+        return Guesses(0, "none", 0, per_window, straddling)
     finally:
         await client.close()
 

@@ -40,8 +40,8 @@ async def test_one_address_learns_about_exactly_the_failed_join_limit_of_ids_per
     # WHEN one address guesses unknown ids as fast as it can
     guesses = await guess_until_refused(stack, address)
     # THEN it gets exactly the limit's answers, then RATE_LIMIT_EXCEEDED until the window ends...
-    assert guesses.answered == FAILED_JOINS_PER_MIN, guesses
-    assert max(guesses.answered_per_window.values()) <= FAILED_JOINS_PER_MIN, guesses
+    assert FAILED_JOINS_PER_MIN <= guesses.answered <= FAILED_JOINS_PER_MIN + guesses.straddling, guesses
+    assert max(guesses.answered_per_window.values()) <= FAILED_JOINS_PER_MIN + guesses.straddling, guesses
     assert guesses.refused_with == "RATE_LIMIT_EXCEEDED" and 1 <= guesses.retry_after <= 60, guesses
     # ...even for a real id, from a new connection: a guesser must not learn by success either
     again = await connect_from(stack, address)
@@ -99,11 +99,14 @@ async def test_many_addresses_each_get_the_same_budget_and_no_more(stack: Stack)
     per_window = sorted({count for result in results for count in result.answered_per_window.values()})
     record("enumeration", addresses=6, answered_before_refusal=[r.answered for r in results], per_window=per_window)
     # Exactly the budget, but for a guess the limiter could not count because RateLimits did not
-    # answer in time (each one logged): never fewer, and never more than those.
+    # answer in time (each one logged), and one answered across a window's edge, which a reply's
+    # timestamp may place in the window after the one that counted it: never fewer, never more.
     skipped = join_limits_skipped(stack) - skipped_before
+    straddling = sum(result.straddling for result in results)
     assert all(result.answered >= FAILED_JOINS_PER_MIN for result in results), results
-    assert sum(result.answered for result in results) - 6 * FAILED_JOINS_PER_MIN <= skipped, (skipped, results)
-    assert max(per_window) <= FAILED_JOINS_PER_MIN + skipped, results
+    over = sum(result.answered for result in results) - 6 * FAILED_JOINS_PER_MIN
+    assert over <= skipped + straddling, (skipped, results)
+    assert max(per_window) <= FAILED_JOINS_PER_MIN + skipped + straddling, results
     assert {result.refused_with for result in results} == {"RATE_LIMIT_EXCEEDED"}
     await asyncio.sleep(0)
     assert_invariants(stack)
@@ -114,7 +117,8 @@ async def test_a_hundred_addresses_guess_on_budgets_of_their_own_while_a_spent_o
     enumeration.py's; a hundred full budgets in one window are more than this machine answers)."""
     spent = new_address()
     await wait_for_a_fresh_window(margin_seconds=40)
-    assert (await guess_until_refused(stack, spent)).answered == FAILED_JOINS_PER_MIN
+    spending = await guess_until_refused(stack, spent)
+    assert FAILED_JOINS_PER_MIN <= spending.answered <= FAILED_JOINS_PER_MIN + spending.straddling, spending
     # WHEN 100 other addresses guess at once
     guessers = await asyncio.gather(*(connect_from(stack, new_address()) for _ in range(100)))
     replies = await asyncio.gather(

@@ -237,7 +237,7 @@ async def test_end_session_racing_joins_leaves_no_listener_behind(stack: Stack):
     joiners = await _connect_many(stack, 10, 5)
     # WHEN the speaker ends the session while ten more join
     outcomes = await asyncio.gather(
-        speaker.request("endSession"),
+        speaker.request("endSession", STORM_REPLY_SECONDS),
         *(
             client.request("joinSession", STORM_REPLY_SECONDS, sessionId=session_id, targetLanguage="fr")
             for client in joiners
