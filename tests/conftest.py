@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 from hypothesis import settings
 
+from session_manager.store.bulk_posts import DELIVERED, GONE, PostAnswer
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 
@@ -81,6 +83,18 @@ class RecordingManagementApi:
             raise self._gone("PostToConnection")
         self.posts.append((ConnectionId, json.loads(Data)))
         return {}
+
+    def post_all(self, posts) -> list[PostAnswer]:
+        """The fan-out's transport (store/bulk_posts.py), over the same records."""
+        answers = []
+        for connection_id, body in posts:
+            try:
+                self.post_to_connection(ConnectionId=connection_id, Data=body)
+            except ClientError:
+                answers.append(PostAnswer(GONE, 410))
+            else:
+                answers.append(PostAnswer(DELIVERED, 200))
+        return answers
 
     def delete_connection(self, ConnectionId: str) -> dict:
         if ConnectionId in self.gone:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from session_manager.models import CaptionLine, Connection, Session
@@ -371,6 +371,9 @@ class FakeNotifier:
                 return False
             self.posts.append((connection_id, message))
             return True
+
+    def send_all(self, posts: Sequence[tuple[str, Message]]) -> list[str]:
+        return ["delivered" if self.send(connection_id, message) else "gone" for connection_id, message in posts]
 
     def close(self, connection_id: str) -> bool:
         with self._lock:

@@ -20,6 +20,7 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "session-manager")
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.awsrequest import AWSResponse
+from moto.server import ThreadedMotoServer
 
 from tests.conftest import create_tables
 from tests.unit.harness import LambdaContext, load_function, websocket_event
@@ -187,10 +188,31 @@ def logs():
         root.setLevel(previous_level)
 
 
+def _answering_gone(app, gone: set[str]):
+    """In front of moto's server: a post or delete to a connection in ``gone`` answers 410."""
+
+    def answer(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if "/@connections/" in path and unquote(path.split("/@connections/")[-1]) in gone:
+            start_response("410 Gone", [("x-amzn-ErrorType", "GoneException"), ("Content-Length", "2")])
+            return [b"{}"]
+        return app(environ, start_response)
+
+    return answer
+
+
 @pytest.fixture
-def stack(deployed_environment, capfd):
-    """The stack, with connections in `stack.gone` answering 410 like a closed socket."""
+def stack(deployed_environment, capfd, monkeypatch):
+    """The stack, with connections in `stack.gone` answering 410 like a closed socket. A fan-out
+    posts over HTTP (session_manager/store/bulk_posts.py), so the @connections API is moto's
+    server, in this process and over the same backends as the mock."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("MANAGEMENT_API_ENDPOINT", f"http://{host}:{port}")
+    _refresh_per_environment_caches()
     built = Stack(capfd=capfd, functions={name: load_function(name) for name in FUNCTIONS})
+    server._server.app = _answering_gone(server._server.app, built.gone)
 
     def answer_gone(params, **kwargs):
         if unquote(params.get("url_path", "").split("/@connections/")[-1]) in built.gone:
@@ -207,3 +229,4 @@ def stack(deployed_environment, capfd):
     session.events.register("before-call.apigatewaymanagementapi.DeleteConnection", answer_gone)
     yield built
     boto3.DEFAULT_SESSION = None
+    server.stop()

@@ -1,5 +1,5 @@
-"""The fan-out's own rounds (session_manager/delivery.py) for posts that still fail after
-botocore's 3 attempts: a claimed listener is posted again, never claimed twice, and told once;
+"""The fan-out's own rounds (session_manager/delivery.py) for posts that fail (one attempt per
+post per round, store/bulk_posts.py): a claimed listener is posted again, never claimed twice, and told once;
 past the retry budget the outcome is counted and logged. In process, with a scripted notifier:
 what happens over the wire is test_degradation.py's."""
 
@@ -14,8 +14,8 @@ from session_manager.outcomes import Notice
 
 
 class ScriptedNotifier:
-    """Refuses each connection's first `failures[connection_id]` posts (as a post throttled
-    through all of botocore's attempts is refused), then takes them."""
+    """Refuses each connection's first `failures[connection_id]` posts (as a throttled post is
+    refused), then takes them."""
 
     def __init__(self, failures: dict[str, int]) -> None:
         self.failures = dict(failures)
@@ -31,6 +31,15 @@ class ScriptedNotifier:
                 raise ServiceUnavailableError()
             self.told[connection_id] += 1
         return True
+
+    def send_all(self, posts) -> list[str]:
+        outcomes = []
+        for connection_id, message in posts:
+            try:
+                outcomes.append("delivered" if self.send(connection_id, message) else "gone")
+            except ServiceUnavailableError:
+                outcomes.append("failed")
+        return outcomes
 
     def close(self, connection_id: str) -> bool:
         return True

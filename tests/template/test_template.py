@@ -231,3 +231,22 @@ def test_functions_that_rate_limit_may_write_the_rate_limits_table(template, fun
 )
 def test_functions_that_change_membership_may_write_both_session_tables(template, function):
     assert {"SessionsTable", "ConnectionsTable"} <= _policy_tables(template["Resources"][function])
+
+
+def test_the_functions_layer_pins_what_the_tests_run():
+    """layers/dependencies/requirements.txt (deployed) and requirements/dev.txt (tested) agree on
+    every package the layer ships."""
+    root = Path(__file__).resolve().parents[2]
+
+    def pins(path: Path) -> dict[str, str]:
+        found = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if "==" in line:
+                name, version = line.split("==")
+                found[name.split("[")[0].lower().replace("_", "-")] = version
+        return found
+
+    layer, tested = pins(root / "layers/dependencies/requirements.txt"), pins(root / "requirements/dev.txt")
+    assert "aiohttp" in layer
+    assert {name: tested.get(name) for name in layer} == layer

@@ -140,6 +140,7 @@ def build(dynamodb_client, management_api, **overrides: Any) -> World:
         settings(**overrides),
         dynamodb_client=dynamodb_client,
         management_client=management_api,
+        bulk_poster=management_api,
         languages=SnapshotLanguages(),
         clock=clock,
         translator=MarkingTranslator(),

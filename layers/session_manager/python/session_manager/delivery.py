@@ -2,11 +2,14 @@
 claiming each connection first where the notice says so. Used by ``handler.py`` (after the
 caller's replies) and by the scheduled sweep.
 
-A post that still fails after the client's own retries (botocore's standard mode: 3 attempts with
-exponential backoff and jitter, store/clients.py) is posted again in a later round, after a pause
-with full jitter, while the fan-out's retry budget lasts: a burst of PostToConnection throttling in
-the middle of a fan-out must not leave a listener that was claimed untold. The budget keeps the
-whole fan-out inside the shortest timeout of the functions that deliver notices (template.yaml).
+Each round claims what must be claimed (conditional writes, in parallel on a thread pool), then
+hands every post that may be told to the notifier's fan-out (``Notifier.send_all``: one attempt
+each, on one event loop, store/bulk_posts.py), then cleans up the connections that answered 410.
+A post that failed is posted again in a later round, after a pause with full jitter, while the
+fan-out's retry budget lasts: a burst of PostToConnection throttling in the middle of a fan-out
+must not leave a listener that was claimed untold, and the rounds back off the whole burst at
+once. The budget keeps the whole fan-out inside the shortest timeout of the functions that
+deliver notices (template.yaml).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from session_manager.ports import ConnectionStore, Notifier
 
 logger = Logger(child=True)
 
-# No retry round starts after this long: a last round's posts (3 attempts, at most 1 + 2 s of
-# botocore backoff) then end well inside sendCaption's 20 s and endSession's 29 s.
+# No retry round starts after this long: a last round's posts (one attempt each, at most 1 s to
+# connect and 3 s to answer) then end well inside sendCaption's 20 s and endSession's 29 s.
 RETRY_BUDGET_SECONDS = 6.0
 RETRY_PAUSE_SECONDS = 0.25  # doubled each round, at most RETRY_PAUSE_CAP_SECONDS, times a random share
 RETRY_PAUSE_CAP_SECONDS = 2.0
@@ -75,7 +78,7 @@ class NoticeDelivery:
         rounds, reposted = 0, 0
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(posts))) as pool:
             while posts:
-                outcomes = list(pool.map(self._deliver, posts))
+                outcomes = self._round(pool, posts)
                 for outcome in outcomes:
                     if outcome != "failed":
                         setattr(delivery, outcome, getattr(delivery, outcome) + 1)
@@ -105,17 +108,40 @@ class NoticeDelivery:
             logger.info("notices delivered", extra={"notices": kinds, **delivery.counts(), **retries})
         return delivery
 
-    def _deliver(self, post: _Post) -> str:
-        notice, connection_id = post.notice, post.connection_id
+    def _round(self, pool: ThreadPoolExecutor, posts: list[_Post]) -> list[str]:
+        """One attempt at each post: the claims (conditional writes) in parallel on the pool, then
+        every post that may be told in one fan-out of the notifier's, then the clean-ups of the
+        gone. Each post's outcome: delivered, gone, skipped or failed (to be tried again)."""
+        outcomes: list[str | None] = [None] * len(posts)
+        claiming = [index for index, post in enumerate(posts) if post.notice.claim_from_session and not post.claimed]
+        for index, claimed in zip(claiming, pool.map(self._claim, [posts[i] for i in claiming]), strict=True):
+            if claimed != "claimed":
+                outcomes[index] = claimed
+        telling = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        answers = self.notifier.send_all([(posts[i].connection_id, posts[i].notice.message) for i in telling])
+        for index, answer in zip(telling, answers, strict=True):
+            outcomes[index] = answer
+        cleaning = [
+            index
+            for index in telling
+            if outcomes[index] == "gone" and posts[index].notice.clean_up_gone and self.clean_up is not None
+        ]
+        for index, cleaned in zip(cleaning, pool.map(self._clean_up, [posts[i] for i in cleaning]), strict=True):
+            outcomes[index] = cleaned
+        return [outcome or "failed" for outcome in outcomes]
+
+    def _claim(self, post: _Post) -> str:
         try:
-            if notice.claim_from_session and not post.claimed:
-                if not self.connections.detach_from_session(connection_id, notice.claim_from_session):
-                    return "skipped"  # someone else claimed it, and tells it
-                post.claimed = True
-            if self.notifier.send(connection_id, notice.message):
-                return "delivered"
-            if notice.clean_up_gone and self.clean_up is not None:
-                self.clean_up(connection_id)  # conditional all the way: a racing $disconnect is fine
-            return "gone"
+            if not self.connections.detach_from_session(post.connection_id, post.notice.claim_from_session):
+                return "skipped"  # someone else claimed it, and tells it
         except ServiceUnavailableError:
             return "failed"
+        post.claimed = True
+        return "claimed"
+
+    def _clean_up(self, post: _Post) -> str:
+        try:
+            self.clean_up(post.connection_id)  # conditional all the way: a racing $disconnect is fine
+        except ServiceUnavailableError:
+            return "failed"
+        return "gone"

@@ -8,7 +8,7 @@ the adapters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from session_manager.models import CaptionLine, Connection, Session
@@ -131,6 +131,10 @@ class Notifier(Protocol):
 
     def send(self, connection_id: str, message: Message) -> bool:
         """Post one message; False when the connection is gone (410)."""
+
+    def send_all(self, posts: Sequence[tuple[str, Message]]) -> list[str]:
+        """A fan-out: post each (connection id, message), in parallel, one attempt each; for
+        each, in order, "delivered", "gone" (410) or "failed" (worth another attempt later)."""
 
     def close(self, connection_id: str) -> bool:
         """DeleteConnection; False when it was already gone."""

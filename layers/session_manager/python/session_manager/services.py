@@ -117,6 +117,7 @@ class Services:
         *,
         dynamodb_client=None,
         management_client=None,
+        bulk_poster=None,
         secrets_client=None,
         languages: LanguageCatalog | None = None,
         clock: Clock | None = None,
@@ -136,7 +137,9 @@ class Services:
             caption_queue=SqsCaptionQueue(settings.caption_fanout_queue_url)
             if settings.caption_fanout_queue_url
             else None,
-            notifier=build_notifier(management_client),
+            notifier=ManagementApiNotifier(
+                management_client, concurrency=settings.broadcast_concurrency, bulk_poster=bulk_poster
+            ),
             clock=clock or SystemClock(),
             languages=languages or LanguageCatalog(),
             ids=SessionIdGenerator.from_wordlists(),
