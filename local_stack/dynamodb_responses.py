@@ -12,7 +12,10 @@ cores"). Two places cost that much, and both are replaced here:
   projects every item it returns by converting the whole item to Python values once per projected
   name and back again (`Item.project`): about 0.1 ms per item. Here the projected attributes are
   copied as they are stored when that round trip would give them back unchanged (top-level
-  strings, booleans, nulls, canonical integers); anything else still takes moto's way.
+  strings, booleans, nulls, canonical integers); anything else still takes moto's way. And a
+  Query of such an index no longer deep-copies each whole item before projecting it (about 75
+  µs an item: 38 ms of a 500-listener room's Query): the projection, moto's or this one, builds
+  new values, so the copy it was protecting against sharing is made of what is kept.
 - The serializer. DynamoDB's `AttributeValue` is a union whose JSON form is fixed (a string for S and N,
 base64 for B, lists for the sets, recursion for M and L, booleans for NULL and BOOL), so its values
 are written here directly, and everything around them (Items, Count, LastEvaluatedKey, errors, the
@@ -32,7 +35,9 @@ from importlib.metadata import version
 from typing import Any
 
 from moto.core.serialize import JSONSerializer
+from moto.dynamodb.models import table as table_module
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
 
 from local_stack.errors import LocalStackError
 
@@ -117,8 +122,41 @@ def project(item: Item, projection_expressions: list[list[str]]) -> Item | None:
             names.append(name)
     projected = Item(hash_key=item.hash_key, range_key=item.range_key, attrs={})
     for name in names:
-        projected.attrs[name] = copy.deepcopy(item.attrs[name])
+        # A scalar's copy: what moto's DynamoType.__deepcopy__ makes of it, without copy.deepcopy.
+        projected.attrs[name] = DynamoType(item.attrs[name])
     return projected
+
+
+class _ProjectingQuery(threading.local):
+    """Set while a Query of a KEYS_ONLY or INCLUDE index runs in this thread (moto's server
+    answers each request on a thread of its own)."""
+
+    active = False
+
+
+_PROJECTING = _ProjectingQuery()
+_PROJECTING_TYPES = frozenset({"KEYS_ONLY", "INCLUDE"})
+
+
+class _CopyForTable:
+    """moto's table module's `copy`: the Query's deep copy of the items it is about to project is
+    a shallow list when the index projects (see the module); every other copy is copy's own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, *args: Any) -> Any:
+        if _PROJECTING.active and isinstance(value, list) and all(isinstance(item, Item) for item in value):
+            return list(value)
+        return copy.deepcopy(value, *args)
+
+
+def _projects(table: Any, index_name: str | None) -> bool:
+    if not index_name:
+        return False
+    index = next((index for index in table.all_indexes() if index.name == index_name), None)
+    return index is not None and (index.projection or {}).get("ProjectionType") in _PROJECTING_TYPES
 
 
 def install() -> None:
@@ -159,6 +197,22 @@ def install() -> None:
 
         Item.project = _project
 
+        _ORIGINALS["table copy"] = table_module.copy
+        table_module.copy = _CopyForTable()
+        generic_query = Table.query
+        _ORIGINALS["query"] = generic_query
+
+        def _query(self: Table, *args: Any, **kwargs: Any) -> Any:
+            # index_name is the eighth parameter; moto's backend passes it by position.
+            index_name = args[7] if len(args) > 7 else kwargs.get("index_name")
+            _PROJECTING.active = _projects(self, index_name)
+            try:
+                return generic_query(self, *args, **kwargs)
+            finally:
+                _PROJECTING.active = False
+
+        Table.query = _query
+
 
 def uninstall() -> None:
     """moto's own serializer again (for the tests that compare the two)."""
@@ -166,3 +220,5 @@ def uninstall() -> None:
         if _ORIGINALS:
             JSONSerializer._serialize = _ORIGINALS.pop("_serialize")
             Item.project = _ORIGINALS.pop("project")
+            table_module.copy = _ORIGINALS.pop("table copy")
+            Table.query = _ORIGINALS.pop("query")

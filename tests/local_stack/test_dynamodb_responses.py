@@ -17,7 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moto.core.serialize import JSONSerializer
 from moto.core.utils import get_service_model
+from moto.dynamodb.models import table as table_module
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
 
 from local_stack import dynamodb_responses
 from local_stack.errors import LocalStackError
@@ -170,11 +172,19 @@ def test_a_projection_is_moto_s_projection(attributes, names):
 
 
 def test_another_moto_fails_loudly(monkeypatch):
-    stock_serialize, stock_project = JSONSerializer._serialize, Item.project
+    stock = (JSONSerializer._serialize, Item.project, Table.query, table_module.copy)
     monkeypatch.setattr(dynamodb_responses, "version", lambda name: "5.3.0")
     with pytest.raises(LocalStackError, match=r"moto 5\.2\.5, found 5\.3\.0"):
         dynamodb_responses.install()
-    assert (JSONSerializer._serialize, Item.project) == (stock_serialize, stock_project)
+    assert (JSONSerializer._serialize, Item.project, Table.query, table_module.copy) == stock
+
+
+def test_uninstall_gives_moto_back_its_own_query_and_copy():
+    stock = (JSONSerializer._serialize, Item.project, Table.query, table_module.copy)
+    dynamodb_responses.install()
+    assert Table.query is not stock[2] and table_module.copy is not stock[3]
+    dynamodb_responses.uninstall()
+    assert (JSONSerializer._serialize, Item.project, Table.query, table_module.copy) == stock
 
 
 def room(endpoint: str, table: str) -> str:
@@ -201,6 +211,11 @@ def room(endpoint: str, table: str) -> str:
                 "IndexName": "with-role",
                 "KeySchema": [{"AttributeName": "sessionId", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["role", "lastSeenAt", "avatar"]},
+            },
+            {
+                "IndexName": "everything",
+                "KeySchema": [{"AttributeName": "targetLanguage", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
             },
         ],
     )
@@ -238,6 +253,33 @@ def answers(endpoint: str, table: str) -> dict[str, Any]:
             KeyConditionExpression="sessionId = :session AND targetLanguage = :language",
             ExpressionAttributeValues={**session, ":language": {"S": "fr"}},
             ProjectionExpression="connectionId",
+        ),
+        "keys only, two names": client.query(
+            TableName=table,
+            IndexName="sessionId-targetLanguage-index",
+            KeyConditionExpression="sessionId = :session",
+            ExpressionAttributeValues=session,
+            ProjectionExpression="connectionId, targetLanguage",
+        ),
+        "include, filtered": client.query(
+            TableName=table,
+            IndexName="with-role",
+            KeyConditionExpression="sessionId = :session",
+            FilterExpression="attribute_exists(avatar)",
+            ExpressionAttributeValues=session,
+        ),
+        "all, projected": client.query(
+            TableName=table,
+            IndexName="everything",
+            KeyConditionExpression="targetLanguage = :language",
+            ExpressionAttributeValues={":language": {"S": "es"}},
+            ProjectionExpression="connectionId, flags.muted, history[1]",
+        ),
+        "all": client.query(
+            TableName=table,
+            IndexName="everything",
+            KeyConditionExpression="targetLanguage = :language",
+            ExpressionAttributeValues={":language": {"S": "de"}},
         ),
         "include, paged": client.query(
             TableName=table,
@@ -294,10 +336,21 @@ def test_whole_answers_are_stock_moto_answers(moto_endpoint, monkeypatch):
         fast_paths["projected"] += projected is not None
         return projected
 
+    shallow = dynamodb_responses._CopyForTable.deepcopy
+
+    def counted_copy(value, *args):
+        copied = shallow(value, *args)
+        kept = isinstance(value, list) and bool(value) and copied[0] is value[0]
+        fast_paths["not deep-copied"] = fast_paths.get("not deep-copied", 0) + kept
+        return copied
+
     monkeypatch.setattr(dynamodb_responses, "attribute_value", counted_write)
     monkeypatch.setattr(dynamodb_responses, "project", counted_project)
+    monkeypatch.setattr(dynamodb_responses._CopyForTable, "deepcopy", staticmethod(counted_copy))
     fast = answers(moto_endpoint, room(moto_endpoint, table))
     assert fast_paths["written"] > 30 * 9 and fast_paths["projected"] >= 24, fast_paths
+    # The keys-only and include Queries skipped the whole-item copy; the ALL ones did not
+    assert fast_paths["not deep-copied"] == 5, fast_paths
     assert fast == stock
     assert len(fast["keys only"]["Items"]) == 24
     assert set(fast["keys only"]["Items"][0]) == {"connectionId", "sessionId", "targetLanguage"}

@@ -3,10 +3,11 @@
 botocore is synchronous: a fan-out of 500 posts through its client spent 1.3-2.0 ms of CPU per
 post in this project's measurements, GIL-bound however many threads post (docs/benchmarks.md,
 "The fan-out's transport"), and that, not the network, was what a caption to a room waited for.
-So a fan-out sends its posts over aiohttp on one event loop, with bounded parallelism, and signs
-each request with botocore's own SigV4 signer (the client's endpoint, region and credentials,
-its URL encoding of the connection id): the same requests the client sends, at about a third of
-the CPU. Single posts (a caller's own reply, the sweeper's notices) still go through the client.
+So a fan-out sends its posts over aiohttp on one event loop, with bounded parallelism, each
+signed with SigV4 as botocore's signer signs it (store/post_signing.py; the client's endpoint,
+region and credentials, its URL encoding of the connection id): the same requests the client
+sends, at about a quarter of the CPU. Single posts (a caller's own reply, the sweeper's
+notices) still go through the client.
 
 What is hand-written here, and why: one attempt per post. botocore's standard mode would retry a
 throttled post on its own; here NoticeDelivery's rounds (session_manager/delivery.py) post
@@ -26,9 +27,9 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode
+
+from session_manager.store.post_signing import PostSigner
 
 logger = Logger(child=True)
 
@@ -79,7 +80,7 @@ class BulkPoster:
         """One attempt per post; the answers in the order of ``posts``."""
         if not posts:
             return []
-        signer = SigV4Auth(self._frozen_credentials(), SIGNING_NAME, self._region)
+        signer = PostSigner(self._frozen_credentials(), SIGNING_NAME, self._region, self._endpoint)
         answers = asyncio.run(self._post_all(signer, posts))
         refused = Counter(f"{answer.status} {answer.error_type}".strip() for answer in answers if answer.refused)
         if refused:
@@ -95,7 +96,7 @@ class BulkPoster:
                 raise RuntimeError("no AWS credentials to sign PostToConnection with")
         return self._credentials.get_frozen_credentials()
 
-    async def _post_all(self, signer: SigV4Auth, posts: Sequence[tuple[str, bytes]]) -> list[PostAnswer]:
+    async def _post_all(self, signer: PostSigner, posts: Sequence[tuple[str, bytes]]) -> list[PostAnswer]:
         import aiohttp  # imported by the functions that fan out only, at their first fan-out
 
         async with aiohttp.ClientSession(
@@ -108,11 +109,12 @@ class BulkPoster:
             gate = asyncio.Semaphore(self._concurrency)
 
             async def post(connection_id: str, body: bytes) -> PostAnswer:
-                url = self.url(connection_id)
-                request = AWSRequest(method="POST", url=url, data=body)
-                signer.add_auth(request)
                 async with gate:
-                    return await _send(session, url, body, dict(request.headers.items()))
+                    # Signed when its turn comes: signing every post before the first is sent
+                    # would hold the whole fan-out back by the time of all the signatures.
+                    url = self.url(connection_id)
+                    headers = {"Host": signer.host, **signer.headers(url, body)}
+                    return await _send(session, url, body, headers)
 
             return list(await asyncio.gather(*(post(connection_id, body) for connection_id, body in posts)))
 

@@ -131,6 +131,8 @@ class DynamoDBConnectionStore:
             IndexName=LISTENERS_INDEX,
             KeyConditionExpression="sessionId = :session",
             ExpressionAttributeValues=to_attribute_values({":session": session_id}),
+            # Not the session id every item repeats: a room's answer is parsed item by item.
+            ProjectionExpression="connectionId, targetLanguage",
         ):
             yield item["connectionId"], item["targetLanguage"]
 
