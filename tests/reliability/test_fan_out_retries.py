@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from session_manager.delivery import RETRY_PAUSE_CAP_SECONDS, NoticeDelivery
+from session_manager.delivery import CLAIM_BATCH, RETRY_PAUSE_CAP_SECONDS, NoticeDelivery
 from session_manager.errors import ServiceUnavailableError
 from session_manager.outcomes import Notice
 
@@ -111,3 +111,37 @@ def test_past_the_retry_budget_what_was_not_told_is_counted_failed_and_logged(ca
     assert clock.pauses == [0.125, 0.25, 0.5, 1.0, RETRY_PAUSE_CAP_SECONDS / 2]
     (warning,) = [record for record in caplog.records if record.getMessage() == "notices incomplete"]
     assert (warning.failed, warning.claimedUntold, warning.retryRounds) == (1, 1, 5)
+
+
+def test_a_batch_of_claimed_listeners_is_told_while_the_next_batch_is_claimed():
+    listeners = [f"c{n}" for n in range(150)]
+    connections = ClaimingConnections()
+    notifier = ScriptedNotifier({})
+    second_batch_claimed = threading.Event()
+    claim = connections.detach_from_session
+
+    def claiming(connection_id: str, session_id: str) -> bool:
+        claimed = claim(connection_id, session_id)
+        if len(connections.claims) >= 2 * CLAIM_BATCH:
+            second_batch_claimed.set()
+        return claimed
+
+    connections.detach_from_session = claiming
+    sends, send_all = [], notifier.send_all
+
+    def sending(posts):
+        if not sends:
+            # The first batch's posts are out while the second batch is being claimed: a fan-out
+            # that claimed everyone first, or waited for each batch's posts, never gets here.
+            assert second_batch_claimed.wait(10)
+        sends.append(len(posts))
+        return send_all(posts)
+
+    notifier.send_all = sending
+
+    outcome = NoticeDelivery(notifier, connections).carry_out([_ended(listeners)])
+
+    assert outcome.counts() == {"delivered": 150, "gone": 0, "skipped": 0, "failed": 0}
+    assert sends == [CLAIM_BATCH, CLAIM_BATCH, 150 - 2 * CLAIM_BATCH]
+    assert notifier.told == Counter({listener: 1 for listener in listeners})
+    assert connections.claims == Counter({listener: 1 for listener in listeners})

@@ -35,6 +35,9 @@ logger = Logger(child=True)
 RETRY_BUDGET_SECONDS = 6.0
 RETRY_PAUSE_SECONDS = 0.25  # doubled each round, at most RETRY_PAUSE_CAP_SECONDS, times a random share
 RETRY_PAUSE_CAP_SECONDS = 2.0
+# Connections claimed (sessionEnded's conditional detaches) before their posts go out: the posts
+# of one batch are sent while the next is claimed, so the first listeners do not wait for all.
+CLAIM_BATCH = 64
 
 
 @dataclass
@@ -109,22 +112,33 @@ class NoticeDelivery:
         return delivery
 
     def _round(self, pool: ThreadPoolExecutor, posts: list[_Post]) -> list[str]:
-        """One attempt at each post: the claims (conditional writes) in parallel on the pool, then
-        every post that may be told in one fan-out of the notifier's, then the clean-ups of the
-        gone. Each post's outcome: delivered, gone, skipped or failed (to be tried again)."""
+        """One attempt at each post: the claims (conditional writes) in parallel on the pool, a
+        batch at a time, each batch's claimed posts handed to the notifier's fan-out while the
+        next batch is claimed, then the clean-ups of the gone. Each post's outcome: delivered,
+        gone, skipped or failed (to be tried again)."""
         outcomes: list[str | None] = [None] * len(posts)
         claiming = [index for index, post in enumerate(posts) if post.notice.claim_from_session and not post.claimed]
-        for index, claimed in zip(claiming, pool.map(self._claim, [posts[i] for i in claiming]), strict=True):
-            if claimed != "claimed":
-                outcomes[index] = claimed
-        telling = [index for index, outcome in enumerate(outcomes) if outcome is None]
-        answers = self.notifier.send_all([(posts[i].connection_id, posts[i].notice.message) for i in telling])
-        for index, answer in zip(telling, answers, strict=True):
-            outcomes[index] = answer
+        claimed_already = set(claiming)
+        batches = [[index for index in range(len(posts)) if index not in claimed_already]]
+        batches += [claiming[start : start + CLAIM_BATCH] for start in range(0, len(claiming), CLAIM_BATCH)]
+        sends = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fan-out") as sender:
+            for number, batch in enumerate(batches):
+                if number:  # a batch to claim first
+                    for index, claimed in zip(batch, pool.map(self._claim, [posts[i] for i in batch]), strict=True):
+                        if claimed != "claimed":
+                            outcomes[index] = claimed
+                telling = [index for index in batch if outcomes[index] is None]
+                if telling:
+                    told = [(posts[i].connection_id, posts[i].notice.message) for i in telling]
+                    sends.append((telling, sender.submit(self.notifier.send_all, told)))
+            for telling, answers in sends:
+                for index, answer in zip(telling, answers.result(), strict=True):
+                    outcomes[index] = answer
         cleaning = [
             index
-            for index in telling
-            if outcomes[index] == "gone" and posts[index].notice.clean_up_gone and self.clean_up is not None
+            for index, outcome in enumerate(outcomes)
+            if outcome == "gone" and posts[index].notice.clean_up_gone and self.clean_up is not None
         ]
         for index, cleaned in zip(cleaning, pool.map(self._clean_up, [posts[i] for i in cleaning]), strict=True):
             outcomes[index] = cleaned
