@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import websockets
 
 from benchmarks.figures import Figures
 from benchmarks.phones import HandshakeRefused, Phone, outcome_of
@@ -420,6 +421,8 @@ async def fan_out(stack: BenchStack, storm: Storm) -> Figures:
 
 # ---------------------------------------------------------------- heartbeats under refreshes
 
+REFRESH_ATTEMPTS = 5
+
 
 async def heartbeats(
     stack: BenchStack, sessions: int, listeners_per_session: int, seconds: float, interval: float
@@ -448,7 +451,18 @@ async def heartbeats(
 
     async def refresh(phone: Phone, session_id: str, language: str, phone_number: int) -> Phone:
         started = time.perf_counter()
-        fresh = await Phone.connect(stack.url)
+        for attempt in range(REFRESH_ATTEMPTS):
+            # As the clients do after a failed connect: a new try after a pause with full jitter.
+            # A room told to refresh at once is a herd of $connects the 2-core stack may not take
+            # in time; each failure is counted (an error in the table), not a crashed run.
+            try:
+                fresh = await Phone.connect(stack.url)
+                break
+            except (HandshakeRefused, websockets.InvalidHandshake, OSError, TimeoutError) as error:
+                outcomes[f"refresh connect {type(error).__name__}"] += 1
+                await asyncio.sleep(random.uniform(0, 2**attempt))
+        else:
+            return phone  # the old link heartbeats on; the run ends without this phone's refresh
         reply = await fresh.request("refreshConnection", sessionId=session_id, role="listener", targetLanguage=language)
         outcomes[f"refresh {outcome_of(reply)}"] += 1
         refreshed.append((time.perf_counter() - started) * 1000)
