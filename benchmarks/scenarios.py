@@ -424,6 +424,42 @@ async def fan_out(stack: BenchStack, storm: Storm) -> Figures:
 REFRESH_ATTEMPTS = 5
 
 
+async def _connect_again(url: str, outcomes: Counter[str]) -> Phone | None:
+    """A refresh's new link, tried again after a failed connect with a pause of full jitter, as the
+    clients do: a room told to refresh at once is a herd of $connects that the 2-core stack may not
+    take in time, and each failure is counted (an error in the table), not a crashed run."""
+    for attempt in range(REFRESH_ATTEMPTS):
+        try:
+            return await Phone.connect(url)
+        except (HandshakeRefused, websockets.InvalidHandshake, OSError, TimeoutError) as error:
+            outcomes[f"refresh connect {type(error).__name__}"] += 1
+            await asyncio.sleep(random.uniform(0, 2**attempt))
+    return None
+
+
+async def _refresh(
+    stack: BenchStack,
+    outcomes: Counter[str],
+    refreshed: list[float],
+    roll: _RefreshRoll,
+    phone: Phone,
+    session_id: str,
+    language: str,
+    phone_number: int,
+) -> Phone:
+    """Make-before-break: a new link, refreshConnection on it, then the old one closed."""
+    started = time.perf_counter()
+    fresh = await _connect_again(stack.url, outcomes)
+    if fresh is None:
+        return phone  # the old link heartbeats on; the run ends without this phone's refresh
+    reply = await fresh.request("refreshConnection", sessionId=session_id, role="listener", targetLanguage=language)
+    outcomes[f"refresh {outcome_of(reply)}"] += 1
+    refreshed.append((time.perf_counter() - started) * 1000)
+    roll.refreshed(phone_number)
+    await phone.close()
+    return fresh
+
+
 async def heartbeats(
     stack: BenchStack, sessions: int, listeners_per_session: int, seconds: float, interval: float
 ) -> Figures:
@@ -450,25 +486,7 @@ async def heartbeats(
             everyone_seated.set()
 
     async def refresh(phone: Phone, session_id: str, language: str, phone_number: int) -> Phone:
-        started = time.perf_counter()
-        for attempt in range(REFRESH_ATTEMPTS):
-            # As the clients do after a failed connect: a new try after a pause with full jitter.
-            # A room told to refresh at once is a herd of $connects the 2-core stack may not take
-            # in time; each failure is counted (an error in the table), not a crashed run.
-            try:
-                fresh = await Phone.connect(stack.url)
-                break
-            except (HandshakeRefused, websockets.InvalidHandshake, OSError, TimeoutError) as error:
-                outcomes[f"refresh connect {type(error).__name__}"] += 1
-                await asyncio.sleep(random.uniform(0, 2**attempt))
-        else:
-            return phone  # the old link heartbeats on; the run ends without this phone's refresh
-        reply = await fresh.request("refreshConnection", sessionId=session_id, role="listener", targetLanguage=language)
-        outcomes[f"refresh {outcome_of(reply)}"] += 1
-        refreshed.append((time.perf_counter() - started) * 1000)
-        roll.refreshed(phone_number)
-        await phone.close()
-        return fresh
+        return await _refresh(stack, outcomes, refreshed, roll, phone, session_id, language, phone_number)
 
     async def listener(session_id: str, index: int) -> None:
         """Seats itself, then heartbeats (through refreshes) until the run stops: a phone keeps
