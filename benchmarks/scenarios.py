@@ -421,16 +421,20 @@ async def fan_out(stack: BenchStack, storm: Storm) -> Figures:
 
 # ---------------------------------------------------------------- heartbeats under refreshes
 
-REFRESH_ATTEMPTS = 5
+REFRESH_ATTEMPTS = 3
+REFRESH_OPEN_TIMEOUT_SECONDS = 20.0
 
 
-async def _connect_again(url: str, outcomes: Counter[str]) -> Phone | None:
+async def _connect_again(url: str, outcomes: Counter[str], stop: asyncio.Event) -> Phone | None:
     """A refresh's new link, tried again after a failed connect with a pause of full jitter, as the
     clients do: a room told to refresh at once is a herd of $connects that the 2-core stack may not
-    take in time, and each failure is counted (an error in the table), not a crashed run."""
+    take in time, and each failure is counted (an error in the table), not a crashed run. Bounded:
+    a few tries, none once the run is stopping."""
     for attempt in range(REFRESH_ATTEMPTS):
+        if stop.is_set():
+            break
         try:
-            return await Phone.connect(url)
+            return await Phone.connect(url, open_timeout=REFRESH_OPEN_TIMEOUT_SECONDS)
         except (HandshakeRefused, websockets.InvalidHandshake, OSError, TimeoutError) as error:
             outcomes[f"refresh connect {type(error).__name__}"] += 1
             await asyncio.sleep(random.uniform(0, 2**attempt))
@@ -442,6 +446,7 @@ async def _refresh(
     outcomes: Counter[str],
     refreshed: list[float],
     roll: _RefreshRoll,
+    stop: asyncio.Event,
     phone: Phone,
     session_id: str,
     language: str,
@@ -449,7 +454,7 @@ async def _refresh(
 ) -> Phone:
     """Make-before-break: a new link, refreshConnection on it, then the old one closed."""
     started = time.perf_counter()
-    fresh = await _connect_again(stack.url, outcomes)
+    fresh = await _connect_again(stack.url, outcomes, stop)
     if fresh is None:
         return phone  # the old link heartbeats on; the run ends without this phone's refresh
     reply = await fresh.request("refreshConnection", sessionId=session_id, role="listener", targetLanguage=language)
@@ -486,7 +491,7 @@ async def heartbeats(
             everyone_seated.set()
 
     async def refresh(phone: Phone, session_id: str, language: str, phone_number: int) -> Phone:
-        return await _refresh(stack, outcomes, refreshed, roll, phone, session_id, language, phone_number)
+        return await _refresh(stack, outcomes, refreshed, roll, stop, phone, session_id, language, phone_number)
 
     async def listener(session_id: str, index: int) -> None:
         """Seats itself, then heartbeats (through refreshes) until the run stops: a phone keeps

@@ -3,9 +3,15 @@ asserted is that each scenario ran without an error and left the tables in a pro
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.__main__ import TINY, run
 
 
+# Every scenario on three stacks: about 60 s alone, 119 s beside the suite's heaviest files,
+# 174-190 s beside two copies of itself, and once past the suite's 300 s in a clean make test
+# (2026-12-07); the bound is for a run that hangs, not for a busy machine.
+@pytest.mark.timeout(600)
 def test_a_tiny_run_of_every_benchmark_scenario(capsys, monkeypatch):
     # The scenarios run on stacks with warm pools, as `make bench` does (tests/conftest.py turns them off).
     monkeypatch.setenv("LOCAL_STACK_WARM_ENVIRONMENTS", "1")
