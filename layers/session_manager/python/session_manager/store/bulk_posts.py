@@ -9,17 +9,20 @@ region and credentials, its URL encoding of the connection id): the same request
 sends, at about a quarter of the CPU. Single posts (a caller's own reply, the sweeper's
 notices) still go through the client.
 
-What is hand-written here, and why: one attempt per post. botocore's standard mode would retry a
-throttled post on its own; here NoticeDelivery's rounds (session_manager/delivery.py) post
-again everything that failed, after a pause with full jitter, so a throttled burst backs off as
-a whole instead of post by post. A refusal that no retry can fix (403: the function may not
-call the API; 413; 400) is logged as an error with its status and error type, so a missing
-permission is loud, never a silent shortfall of listeners.
+What is hand-written here, and why: the retries. A post that got no answer (no connection, a
+read timeout) is sent again at once, up to 3 attempts, as botocore would; a post that was
+answered with an error gets one attempt a round: NoticeDelivery's rounds
+(session_manager/delivery.py) post again everything that failed, after a pause with full
+jitter, so a throttled burst backs off as a whole instead of post by post. A refusal that no
+retry can fix (403: the function may not call the API; 413; 400) is logged as an error with
+its status and error type, so a missing permission is loud, never a silent shortfall of
+listeners.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +40,12 @@ logger = Logger(child=True)
 # apigatewaymanagementapi model: signingName).
 SIGNING_NAME = "execute-api"
 DELIVERED, GONE, FAILED = "delivered", "gone", "failed"
+# A post with no answer at all (no connection, or none within the read timeout) is sent again at
+# once, after a short jittered pause, as botocore's standard mode retries a connection error or a
+# read timeout: a busy moment must not cost a listener a line (the answer may have been lost
+# after the post landed: clients drop a repeated seq). An answer, any answer, is for the rounds.
+UNANSWERED_ATTEMPTS = 3
+UNANSWERED_PAUSE_SECONDS = 0.25
 # Worth another round: the account-wide throttle, API Gateway's own trouble.
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -114,7 +123,12 @@ class BulkPoster:
                     # would hold the whole fan-out back by the time of all the signatures.
                     url = self.url(connection_id)
                     headers = {"Host": signer.host, **signer.headers(url, body)}
-                    return await _send(session, url, body, headers)
+                    for attempt in range(1, UNANSWERED_ATTEMPTS + 1):
+                        answer = await _send(session, url, body, headers)
+                        if answer.status is not None or attempt == UNANSWERED_ATTEMPTS:
+                            return answer
+                        await asyncio.sleep(random.uniform(0, UNANSWERED_PAUSE_SECONDS * attempt))
+                    return answer
 
             return list(await asyncio.gather(*(post(connection_id, body) for connection_id, body in posts)))
 
