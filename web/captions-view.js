@@ -3,8 +3,9 @@
 // still being spoken replaced where it stands when its final words come, a plain notice on a line
 // that could not be translated, and no motion for those who asked for none.
 //
-// It renders what the client's `caption` event hands it (already in seq order, each once:
-// clients/js/caption-order.js); the lines it keeps are a CaptionLines from the same module.
+// It renders what the client's `caption` event hands it (in seq order, each once, a line slower
+// than the reorder window marked late and put in its place: clients/js/caption-order.js); the
+// lines it keeps are a CaptionLines from the same module.
 import { CaptionLines } from "./client/caption-order.js";
 
 const SIZE_KEY = "liveTranslation.captionSize";
@@ -157,7 +158,10 @@ export function createCaptionsView(parts) {
         element = document.createElement("p");
         element.className = "caption-line";
         elements.set(caption.lineId, element);
-        log.append(element);
+        // A late line (slower than the reorder window) goes in its place by seq, not at the end.
+        const next = caption.late ? elements.get(lines.after(caption.lineId)) : undefined;
+        if (next) log.insertBefore(element, next);
+        else log.append(element);
       }
       render(caption, element);
       for (const lineId of dropped) {

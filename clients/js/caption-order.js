@@ -6,7 +6,10 @@
 // new connection overlap during a refresh; a rejoin replays from `lastSeq`) or early (two
 // invocations fanning out consecutive lines can cross). Seqs also have gaps a listener never fills:
 // partial lines go to source-language listeners only. So a line that arrives ahead of a gap (and
-// the very first line seen) is held for at most `reorderWindowMs`, then shown anyway.
+// the very first line seen) is held for at most `reorderWindowMs`, then shown anyway. A final line
+// that comes later still (its invocation was slower than the window on a busy moment) is shown
+// late, marked `late`, rather than lost: it was never shown, and CaptionLines puts it in its place
+// by seq (decision 77). Seqs are remembered, not just the highest, so late never means twice.
 //
 // Pure: no timers, no sockets. The caller asks `nextDeadline()` and calls `releaseDue()` then.
 
@@ -15,6 +18,9 @@ export const DEFAULT_REORDER_WINDOW_MS = 1000;
 // A finished line's id is remembered so that a late partial of it cannot bring old words back;
 // a 90-minute service has a few thousand lines, and a partial is never that late.
 const REMEMBERED_FINAL_LINES = 1000;
+// The seqs shown are remembered (a late line is shown once, never twice) this many at a time; a
+// line later than that many others is older than anything a listener still reads, and dropped.
+const REMEMBERED_SEQS = 1000;
 /** How many lines a CaptionLines keeps (older ones scroll away). */
 export const DEFAULT_KEPT_LINES = 200;
 
@@ -52,6 +58,10 @@ export class CaptionSequencer {
     /** @type {Map<number, {caption: any, arrivedAt: number}>} */
     this._held = new Map();
     this._finalLines = new Set();
+    /** @type {Set<number>} the seqs shown, oldest first */
+    this._shown = new Set();
+    // Seqs at or below this are stale whatever they carry: forgotten, or shown before a reload.
+    this._floor = lastSeq ?? 0;
   }
 
   /** The highest seq shown: what a rejoin or refresh sends as `lastSeq` (null before the first). */
@@ -77,6 +87,7 @@ export class CaptionSequencer {
    */
   accept(caption) {
     if (!caption || this._isStale(caption)) return [];
+    if (this._lastSeq !== null && caption.seq < this._lastSeq) return this._show({ ...caption, late: true });
     if (this._isNext(caption.seq)) return [...this._show(caption), ...this._releaseConsecutive()];
     // Also the first caption: a line fanned out just before it may still be on its way.
     if (!this._held.has(caption.seq)) this._held.set(caption.seq, { caption, arrivedAt: this._now() });
@@ -113,13 +124,22 @@ export class CaptionSequencer {
   }
 
   _isStale(caption) {
-    if (this._lastSeq !== null && caption.seq <= this._lastSeq) return true;
-    // A partial that arrives after its line was finished would bring old words back.
-    return !caption.final && this._finalLines.has(caption.lineId);
+    if (caption.seq <= this._floor || this._shown.has(caption.seq)) return true;
+    if (caption.final) return false;
+    // A partial behind a line already shown, or of a line already finished, would bring old words
+    // back; its line's final words are on their way.
+    if (this._lastSeq !== null && caption.seq < this._lastSeq) return true;
+    return this._finalLines.has(caption.lineId);
   }
 
   _show(caption) {
-    this._lastSeq = caption.seq;
+    this._lastSeq = Math.max(caption.seq, this._lastSeq ?? 0);
+    this._shown.add(caption.seq);
+    if (this._shown.size > REMEMBERED_SEQS) {
+      const forgotten = this._shown.values().next().value;
+      this._shown.delete(forgotten);
+      this._floor = Math.max(this._floor, forgotten);
+    }
     if (caption.final) {
       this._finalLines.add(caption.lineId);
       if (this._finalLines.size > REMEMBERED_FINAL_LINES) this._finalLines.delete(this._finalLines.values().next().value);
@@ -140,7 +160,8 @@ export class CaptionSequencer {
 
 /**
  * The lines on screen: a caption whose `lineId` is already there replaces that line's text (the
- * final words of a line that was shown while still spoken), any other is a new line at the end.
+ * final words of a line that was shown while still spoken), a late one goes in its place by seq,
+ * any other is a new line at the end.
  */
 export class CaptionLines {
   /** @param {{keep?: number}} [options] */
@@ -158,6 +179,10 @@ export class CaptionLines {
   apply(caption) {
     const replaced = this._lines.has(caption.lineId);
     this._lines.set(caption.lineId, caption); // Map.set on an existing key keeps its place
+    if (!replaced && caption.late) {
+      // Rare (a line slower than the reorder window), and at most `keep` lines: re-sorting is fine.
+      this._lines = new Map([...this._lines].sort(([, a], [, b]) => a.seq - b.seq));
+    }
     const dropped = [];
     while (this._lines.size > this.keep) {
       const oldest = this._lines.keys().next().value;
@@ -170,6 +195,16 @@ export class CaptionLines {
   /** The lines, oldest first. */
   get lines() {
     return [...this._lines.values()];
+  }
+
+  /** The lineId of the line shown right after `lineId`, or null for the last one. */
+  after(lineId) {
+    let found = false;
+    for (const key of this._lines.keys()) {
+      if (found) return key;
+      found = key === lineId;
+    }
+    return null;
   }
 
   clear() {

@@ -145,7 +145,10 @@ export interface CaptionAccepted extends Timestamped {
   lineId: string;
   final: boolean;
 }
-/** A caption as the `caption` event hands it: in seq order, each once (caption-order.js). */
+/**
+ * A caption as the `caption` event hands it: in seq order, each once (caption-order.js); a final
+ * line slower than the reorder window comes after higher seqs, marked `late`, rather than never.
+ */
 export interface Caption {
   type: "caption";
   sessionId: string;
@@ -159,7 +162,8 @@ export interface Caption {
   final: boolean;
   timestamp: number | null;
   /** true when this language's translation failed and `text` is the source line. */
-  untranslated: boolean;
+  untranslated: boolean;  /** true when lines with higher seqs were shown first: put it in its place by seq. */
+  late?: boolean;
 }
 export type ServerMessage =
   | SessionCreated

@@ -2,6 +2,9 @@
 
 from session_manager import queue_consumer
 from session_manager.outcomes import Decision, Notice
+from session_manager.store.bulk_posts import load_transport
+
+load_transport()  # init, not the first caption: an overtaken line comes late
 
 
 @queue_consumer

@@ -2,6 +2,9 @@
 
 from session_manager import websocket_route
 from session_manager.protocol import parse_send_caption
+from session_manager.store.bulk_posts import load_transport
+
+load_transport()  # init, not the first caption: an overtaken line comes late
 
 
 @websocket_route

@@ -1,7 +1,7 @@
 // Live captions in real Chromium against the local stack (its Translate emulator marks each line
 // with its language: `[es] ...`): a speaker types and pastes lines, two listeners in different
 // languages read them in order, a listener whose network is cut reads the missed lines after it
-// rejoins, once each; the captions view's size, theme and reduced motion; no serious axe finding.
+// rejoins, once each, a line held back past the reorder window is shown late in its place; the captions view's size, theme and reduced motion; no serious axe finding.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
@@ -142,6 +142,51 @@ describe("captions in the page", { skip }, () => {
     assert.deepEqual(await accessibilityViolations(speaker.page), [], "speaker with sent lines");
     await screenshot(speaker.page, "speaker-captions-desktop");
     for (const side of [speaker, spanish, french]) await side.context.close();
+  });
+
+  test("a line that comes after the lines behind it (its invocation slower than the reorder window) is shown in its place, once", async () => {
+    const speaker = await speakerWithSession(browser, stack);
+    const context = await browser.newContext({ viewport: PHONE });
+    const page = await context.newPage();
+    // Between the page and the real stack: the second caption frame is held back until the line
+    // after it has been on screen for a while, as when two invocations fanning out cross badly.
+    let releaseHeld;
+    const held = new Promise((resolve) => {
+      releaseHeld = resolve;
+    });
+    let captionsSeen = 0;
+    await page.routeWebSocket(
+      (url) => url.protocol === "ws:",
+      (socket) => {
+        const server = socket.connectToServer();
+        socket.onMessage((frame) => server.send(frame));
+        server.onMessage((frame) => {
+          if (JSON.parse(String(frame)).type === "caption" && ++captionsSeen === 2) held.then(() => socket.send(frame));
+          else socket.send(frame);
+        });
+      },
+    );
+    await page.goto(`${stack.info.pageUrl}?session=${speaker.sessionId}`);
+    await page.locator("body[data-ready=true]").waitFor();
+    await page.getByLabel("Your language").selectOption("es");
+    await page.getByRole("button", { name: "Join" }).click();
+    await page.waitForFunction(() => document.getElementById("connection-state").dataset.state === "live");
+    const spoken = ["Hear, O Israel", "the Lord our God", "the Lord is one"];
+    for (const line of spoken) await typeLine(speaker.page, line);
+    await sentCount(speaker.page, 3);
+    await waitForLines(page, [spoken[0], spoken[2]].map((line) => `[es] ${line}`));
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // past the reorder window: shown without it
+    releaseHeld();
+    await waitForLines(page, spoken.map((line) => `[es] ${line}`));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // room for a duplicate to show up
+    const shown = await shownLines(page);
+    assert.deepEqual(shown.map(({ text }) => text), spoken.map((line) => `[es] ${line}`), "in its place, once");
+    assert.deepEqual(
+      shown.map(({ seq }) => seq),
+      await speaker.page.locator("#sent-captions li").evaluateAll((items) => items.map((item) => Number(item.dataset.seq))),
+    );
+    await context.close();
+    await speaker.context.close();
   });
 
   test("a listener who reloads mid-service keeps its lines and gets the ones spoken meanwhile, once each; a kept session that ended says so, once", async () => {

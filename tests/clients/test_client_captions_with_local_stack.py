@@ -82,8 +82,14 @@ async def test_a_listener_cut_off_resumes_with_every_missed_line_once(stack):
         await listener.wait_for_state(ClientState.LIVE, timeout=30)
         await speaker.send_caption("Line 6")
         # THEN it has every line once, in order: the missed ones replayed after its lastSeq, then live
+        # (a live line slower than the reorder window on a loaded machine comes late, marked so,
+        # for the screen to put in its place: decision 77)
         await log.captions_until(6)
         await asyncio.sleep(1.0)  # room for a duplicate, if one were coming
-        assert [(seq, text) for seq, _, text in captions(log)] == [(n, f"Line {n}") for n in range(1, 7)]
+        received = [e.caption for e in log.events if isinstance(e, CaptionReceived)]
+        assert sorted((c.seq, c.text) for c in received) == [(n, f"Line {n}") for n in range(1, 7)]
+        in_turn = [c.seq for c in received if not c.late]
+        assert in_turn == sorted(in_turn)
+        assert [c.seq for c in received if c.seq in (3, 4, 5)] == [3, 4, 5]
         await listener.leave()
     await speaker.end()

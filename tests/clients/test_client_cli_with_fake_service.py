@@ -87,6 +87,10 @@ async def test_listen_prints_captions_in_order_and_the_speakers_absence(tmp_path
             await listener.caption(1, "Bienvenidos.", untranslated=True)
             await listener.caption(3, "Am", final=False)
             await listen.line_matching(r"^\[es #3\]")
+            await listener.caption(5, "Amén.")
+            await listen.line_matching(r"^\[es #5\]")  # after the reorder window: 4 is slow
+            await listener.caption(4, "Demos gracias.")
+            await listen.line_matching(r"^\[es #4\]")
             await listener.send(
                 {"type": "speakerAway", "sessionId": SESSION_ID, "reconnectGraceSeconds": 30, "message": "."}
             )
@@ -104,6 +108,8 @@ async def test_listen_prints_captions_in_order_and_the_speakers_absence(tmp_path
         "[es #1] (untranslated) Bienvenidos.",
         "[es #2] Oremos.",
         "[es #3] (still speaking) Am",
+        "[es #5] Amén.",
+        "[es #4] (late) Demos gracias.",
         "The speaker's connection dropped. Waiting up to 30 seconds for them to come back.",
         "The speaker is back.",
         "The speaker ended the session.",

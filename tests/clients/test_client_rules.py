@@ -82,8 +82,36 @@ def test_an_unfilled_gap_is_skipped_after_the_window():
     assert sequencer.next_deadline() == pytest.approx(clock.now + 0.5)
     clock.now += 0.5
     assert seqs(sequencer.release_due()) == [3]
-    # AND the missing line arriving later is not shown out of order
+    # AND the missing line, when it comes after all, is shown late (marked, for its place), once
+    (late,) = sequencer.accept(caption(2))
+    assert (late.seq, late.late) == (2, True)
+    assert sequencer.last_seq == 3
     assert sequencer.accept(caption(2)) == []
+    assert sequencer.accept(caption(3)) == []
+
+
+def test_a_late_partial_is_dropped_for_its_final_words():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(0.0, clock)
+    assert seqs(sequencer.accept(caption(1))) == [1]
+    assert seqs(sequencer.accept(caption(4))) == [4]
+    # a partial behind a line already shown would put old words on screen
+    assert sequencer.accept(caption(2, final=False, line="B")) == []
+    # its final version, late too, is shown
+    assert [(c.seq, c.line_id, c.late) for c in sequencer.accept(caption(3, line="B"))] == [(3, "B", True)]
+
+
+def test_a_line_later_than_the_remembered_seqs_is_dropped_as_forgotten():
+    from live_session_client.captions import REMEMBERED_SEQS
+
+    sequencer = CaptionSequencer(0.0, FakeClock())
+    sequencer.accept(caption(1))
+    for seq in range(3, REMEMBERED_SEQS + 4):
+        assert seqs(sequencer.accept(caption(seq))) == [seq]
+    # 1 and 3 are forgotten (1,002 shown, 1,000 kept): 2 is older than anything still remembered
+    assert sequencer.accept(caption(2)) == []
+    assert sequencer.accept(caption(3)) == []
+    assert sequencer.accept(caption(4)) == []
 
 
 def test_a_partial_line_after_its_final_version_is_ignored():
@@ -102,18 +130,22 @@ def test_flush_shows_everything_held_in_order():
 
 
 @given(st.lists(st.integers(min_value=1, max_value=40), max_size=120), st.randoms())
-def test_any_arrival_order_shows_each_seq_at_most_once_ascending_and_the_newest_line(arrivals, rng):
+def test_any_arrival_order_shows_every_final_line_once_in_order_but_the_late_ones(arrivals, rng):
     clock = FakeClock()
     sequencer = CaptionSequencer(1.0, clock)
     shown: list[int] = []
+    late: list[int] = []
     for seq in arrivals:
         clock.now += rng.choice([0.0, 0.1, 0.6, 1.5])
-        shown += seqs(sequencer.accept(caption(seq)))
-        shown += seqs(sequencer.release_due())
+        for released in (sequencer.accept(caption(seq)), sequencer.release_due()):
+            shown += [c.seq for c in released if not c.late]
+            late += [c.seq for c in released if c.late]
     shown += seqs(sequencer.flush())
-    assert shown == sorted(set(shown))
-    # the highest seq received is never lost
-    assert not arrivals or max(arrivals) in shown
+    # every line received is shown, once; those shown in their turn ascending
+    assert sorted(shown + late) == sorted(set(arrivals))
+    assert shown == sorted(shown)
+    # a late line is one that came after a higher one was shown
+    assert all(any(other > seq for other in shown) for seq in late)
 
 
 @given(st.permutations(list(range(1, 30))))

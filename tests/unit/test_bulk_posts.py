@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import boto3
 import pytest
@@ -246,3 +250,26 @@ def test_the_notifier_encodes_each_message_once_and_maps_the_answers(credentials
     assert encoded == [spanish, french]
     bodies = {request["connection_id"]: json.loads(request["body"]) for request in api.requests}
     assert bodies == {"es-1": spanish, "fr-1": french, "gone": spanish, "es-2": spanish}
+
+
+@pytest.mark.parametrize(
+    ("function", "loads_transport"),
+    [("send_caption", True), ("caption_fan_out", True), ("join_session", False), ("heartbeat", False)],
+)
+def test_the_caption_functions_load_the_transport_at_init_and_no_other(function, loads_transport):
+    """A fresh interpreter, as an environment's init imports the handler module: a first caption
+    must not wait for aiohttp's import (decision 77); a join must not pay for it."""
+    root = Path(__file__).resolve().parents[2]
+    probe = (
+        "import sys, importlib.util; "
+        f"spec = importlib.util.spec_from_file_location('app', {str(root / 'functions' / function / 'app.py')!r}); "
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+        "print('aiohttp' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root / "layers" / "session_manager" / "python"),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    loaded = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == str(loads_transport)

@@ -54,7 +54,27 @@ test("a gap that never fills (a partial line of another language) holds a line f
   time.advance(1);
   assert.deepEqual(seqs(order.releaseDue()), [4]);
   assert.deepEqual(seqs(order.accept(caption(5))), [5], "the line after it is not held again");
-  assert.deepEqual(seqs(order.accept(caption(3))), [], "the missing line, arriving after its window, is not shown out of order");
+  const late = order.accept(caption(3));
+  assert.deepEqual(late.map((shown) => [shown.seq, shown.late]), [[3, true]], "the missing line, after its window: shown late, marked");
+  assert.equal(order.lastSeq, 5, "lastSeq stays the highest seq shown");
+  assert.deepEqual(order.accept(caption(3)), [], "and never twice");
+});
+
+test("a late partial is dropped for its final words; seqs before a reload's lastSeq stay dropped", () => {
+  const order = new CaptionSequencer({ lastSeq: 10, reorderWindowMs: 0 });
+  assert.deepEqual(seqs(order.accept(caption(11))), [11]);
+  assert.deepEqual(seqs(order.accept(caption(14))), [14]);
+  assert.deepEqual(order.accept(caption(12, { lineId: "b", final: false })), [], "old words behind a newer line");
+  assert.deepEqual(order.accept(caption(13, { lineId: "b" })).map((shown) => [shown.lineId, shown.late]), [["b", true]]);
+  assert.deepEqual(order.accept(caption(9)), [], "at or below the lastSeq it started from: shown before the reload");
+});
+
+test("a line later than the 1,000 seqs remembered is dropped as forgotten", () => {
+  const order = new CaptionSequencer({ lastSeq: 0, reorderWindowMs: 0 });
+  order.accept(caption(1));
+  for (let seq = 3; seq <= 1003; seq++) assert.deepEqual(seqs(order.accept(caption(seq))), [seq]);
+  // 1,002 shown, 1,000 remembered: 1 and 3 are forgotten, and 2 is older than both
+  for (const seq of [2, 3, 4]) assert.deepEqual(order.accept(caption(seq)), [], `seq ${seq}`);
 });
 
 test("the very first line seen is held briefly, since the one before it may be on its way", () => {
@@ -159,4 +179,17 @@ test("lines are replaced by lineId where they stand, new ones appended, the olde
     lines.lines.map((line) => line.lineId),
     ["b", "c", "d"],
   );
+});
+
+test("a late line goes in its place by seq, and the view can find the line after it", () => {
+  const lines = new CaptionLines({ keep: 3 });
+  for (const seq of [1, 2, 4]) lines.apply(caption(seq));
+  assert.equal(lines.after("l2"), "l4");
+  assert.equal(lines.after("l4"), null);
+  const { dropped } = lines.apply({ ...caption(3), late: true });
+  assert.deepEqual(dropped, ["l1"]);
+  assert.deepEqual(lines.lines.map((line) => line.seq), [2, 3, 4]);
+  assert.equal(lines.after("l3"), "l4");
+  lines.apply({ ...caption(1), late: true });
+  assert.deepEqual(lines.lines.map((line) => line.seq), [2, 3, 4], "older than every line kept: scrolled away at once");
 });

@@ -5,14 +5,22 @@ new connection overlap during a refresh; a resumed connection replays from `last
 (two invocations fanning out consecutive lines can cross). Seqs also have gaps a listener will
 never fill: partial lines go to source-language listeners only. So a line that arrives ahead of a
 gap (and the very first line seen) is held for at most `reorder_window_seconds`, then shown anyway.
+A final line that comes later still (its invocation was slower than the window on a busy
+moment) is shown late, marked `late`, rather than lost: it was never shown, and a listener's
+screen puts it in its place by seq (decision 77). Seqs are remembered, not just the highest, so
+late never means twice.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+# The seqs shown are remembered (for a late line: shown once, never twice) this many at a time; a
+# line later than that many others is older than anything a listener still reads, and dropped.
+REMEMBERED_SEQS = 1000
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,7 @@ class Caption:
     final: bool
     timestamp: int | None
     untranslated: bool = False
+    late: bool = False  # came after lines with higher seqs were shown: goes in its place by seq
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Caption | None:
@@ -56,6 +65,8 @@ class CaptionSequencer:
         self._last_seq: int | None = None
         self._held: dict[int, tuple[Caption, float]] = {}
         self._final_lines: set[str] = set()
+        self._shown: dict[int, None] = {}  # the seqs shown, oldest first (an ordered set)
+        self._floor = 0  # seqs at or below this are forgotten: stale whatever they carry
 
     @property
     def last_seq(self) -> int | None:
@@ -75,6 +86,8 @@ class CaptionSequencer:
         """The captions now ready to show, in seq order (possibly none)."""
         if self._is_stale(caption):
             return []
+        if self._last_seq is not None and caption.seq < self._last_seq:
+            return self._show(replace(caption, late=True))
         if self._is_next(caption.seq):
             return [*self._show(caption), *self._release_consecutive()]
         # Also the first caption: a line fanned out just before it may still be on its way.
@@ -108,13 +121,23 @@ class CaptionSequencer:
         return self._last_seq is not None and seq == self._last_seq + 1
 
     def _is_stale(self, caption: Caption) -> bool:
-        if self._last_seq is not None and caption.seq <= self._last_seq:
+        if caption.seq <= self._floor or caption.seq in self._shown:
             return True
-        # A partial that arrives after its line was finished would bring back old words.
-        return not caption.final and caption.line_id is not None and caption.line_id in self._final_lines
+        if caption.final:
+            return False
+        # A partial behind a line already shown, or of a line already finished, would bring back
+        # old words; its line's final words are on their way.
+        if self._last_seq is not None and caption.seq < self._last_seq:
+            return True
+        return caption.line_id is not None and caption.line_id in self._final_lines
 
     def _show(self, caption: Caption) -> list[Caption]:
-        self._last_seq = caption.seq
+        self._last_seq = max(caption.seq, self._last_seq or 0)
+        self._shown[caption.seq] = None
+        if len(self._shown) > REMEMBERED_SEQS:
+            forgotten = next(iter(self._shown))
+            del self._shown[forgotten]
+            self._floor = max(self._floor, forgotten)
         if caption.final and caption.line_id is not None:
             self._final_lines.add(caption.line_id)
         return [caption]

@@ -167,6 +167,7 @@ class Console:
             return
         marks = "" if caption.final else " (still speaking)"
         marks += " (untranslated)" if caption.untranslated else ""
+        marks += " (late)" if caption.late else ""
         self.line(f"[{caption.language or '?'} #{caption.seq}]{marks} {caption.text}")
 
     def line(self, text: str) -> None:

@@ -50,6 +50,18 @@ UNANSWERED_PAUSE_SECONDS = 0.25
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+def load_transport() -> None:
+    """Import the fan-out's transport now, in a function's init, not at its first fan-out.
+
+    For the caption functions (functions/send_caption/app.py, functions/caption_fan_out/app.py):
+    importing aiohttp took 0.25-0.4 s here, and a fresh environment's first caption waiting that
+    long lets the next caption, fanned out by a warm environment, overtake it by more than a
+    listener's reorder window (decision 77). In init it is paid once, before any request (and
+    SnapStart would snapshot it); other functions, which rarely fan out, keep their cold start."""
+    import aiohttp  # noqa: F401
+    import yarl  # noqa: F401
+
+
 @dataclass(frozen=True)
 class PostAnswer:
     outcome: str  # DELIVERED, GONE or FAILED
@@ -106,7 +118,7 @@ class BulkPoster:
         return self._credentials.get_frozen_credentials()
 
     async def _post_all(self, signer: PostSigner, posts: Sequence[tuple[str, bytes]]) -> list[PostAnswer]:
-        import aiohttp  # imported by the functions that fan out only, at their first fan-out
+        import aiohttp  # at the first fan-out, or at init where load_transport() ran
 
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=min(self._concurrency, len(posts))),
