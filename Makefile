@@ -36,7 +36,7 @@ RUN_ARGS := --template template.yaml --port $(PORT) --stage $(STAGE) \
 	--idle-timeout-seconds $(IDLE_TIMEOUT_SECONDS) --max-connection-seconds $(MAX_CONNECTION_SECONDS) \
 	$(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(if $(SCHEDULE_SECONDS),--schedule-seconds $(SCHEDULE_SECONDS))
 
-.PHONY: help install run token invoke test unit-test local-stack-test e2e-test lint format \
+.PHONY: help install run token invoke test rehearse unit-test local-stack-test e2e-test lint format \
 	cfn-lint sam-validate sam-build checkov checkov-install speaker-user bench lock clean pr \
 	node-install js-test browser-test page-site
 
@@ -158,6 +158,10 @@ test:
 	$(NODE_TEST) --test-concurrency=3 clients/js/test/*.test.js tests/browser/*.test.js
 
 pr: format test
+
+# A whole service in real time on the local stack, the page the only client (scripts/rehearse-service.mjs).
+rehearse: install node-install
+	LOCAL_STACK_PYTHON=$(CURDIR)/$(BIN)/python MINUTES=$(or $(MINUTES),90) PACE_SECONDS=$(or $(PACE_SECONDS),20) node scripts/rehearse-service.mjs
 
 bench: install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -17,12 +17,23 @@ let auth;
 let client = null;
 let statusTimer = null;
 let dictation = null;
-// Lines typed, pasted or dictated ({text, lineId?}), sent one at a time in order (the server
-// allows CAPTIONS_PER_SECOND); through a drop they wait here rather than being lost.
+// Lines typed, pasted or dictated ({text, lineId}), sent one at a time in order (the server
+// allows CAPTIONS_PER_SECOND); through a drop they wait here rather than being lost, and one
+// whose answer was lost is sent again with its lineId.
 const captionQueue = [];
 let sendingCaptions = false;
 const MAX_CAPTION_CHARS = 2000;
 const SENT_SHOWN = 30;
+// A line whose answer never came is sent again after this pause (decision 78).
+const RESEND_PAUSE_MS = 1000;
+
+/** A typed line's own id: sent again with it, a line replaces itself on listeners' screens. */
+function typedLineId() {
+  // getRandomValues, not randomUUID: the venue mode serves the page over plain HTTP on the
+  // LAN, which is not a secure context.
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `typed-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+}
 
 function stored(storage, key) {
   try {
@@ -193,7 +204,14 @@ async function drainCaptions() {
           await new Promise((resolve) => setTimeout(resolve, (error.retryAfter || 1) * 1000));
           continue;
         }
-        // Not sent (or not known to be): back into the box, for the speaker to check and send.
+        if (["CONNECTION_LOST", "REQUEST_TIMEOUT"].includes(error.code) && [State.LIVE, State.RECONNECTING].includes(client.state)) {
+          // No answer: the line may have gone out, or not. It keeps its lineId, so sent again it
+          // replaces itself on every listener's screen instead of showing twice (decision 78);
+          // the speaker does not have to notice and press Send in the middle of a sermon.
+          await new Promise((resolve) => setTimeout(resolve, RESEND_PAUSE_MS));
+          continue;
+        }
+        // Refused (the session ended, the text was refused): back into the box, for the speaker to see.
         const unsent = captionQueue
           .splice(0)
           .map((line) => line.text)
@@ -214,7 +232,7 @@ function sendTyped(event) {
   const lines = captionLines($("caption-text").value);
   $("caption-text").value = "";
   if (!lines.length) return;
-  queueCaptions(lines.map((text) => ({ text })));
+  queueCaptions(lines.map((text) => ({ text, lineId: typedLineId() })));
 }
 
 function startCaptions() {

@@ -9,13 +9,16 @@
 // the very first line seen) is held for at most `reorderWindowMs`, then shown anyway. A final line
 // that comes later still (its invocation was slower than the window on a busy moment) is shown
 // late, marked `late`, rather than lost: it was never shown, and CaptionLines puts it in its place
-// by seq (decision 77). Seqs are remembered, not just the highest, so late never means twice.
+// by seq (decision 77). Seqs are remembered, not just the highest, so late never means twice. A
+// final line with the same lineId and words as one already shown is a speaker's resend after a
+// lost answer (decision 78): its seq counts as shown, and nothing is shown again.
 //
 // Pure: no timers, no sockets. The caller asks `nextDeadline()` and calls `releaseDue()` then.
 
 /** How long a line ahead of a gap waits for the lines before it (decision 49). */
 export const DEFAULT_REORDER_WINDOW_MS = 1000;
-// A finished line's id is remembered so that a late partial of it cannot bring old words back;
+// A finished line's id and words are remembered so that a late partial of it cannot bring old words
+// back and a resend of it is not shown twice;
 // a 90-minute service has a few thousand lines, and a partial is never that late.
 const REMEMBERED_FINAL_LINES = 1000;
 // The seqs shown are remembered (a late line is shown once, never twice) this many at a time; a
@@ -57,7 +60,8 @@ export class CaptionSequencer {
     this._lastSeq = lastSeq;
     /** @type {Map<number, {caption: any, arrivedAt: number}>} */
     this._held = new Map();
-    this._finalLines = new Set();
+    /** @type {Map<string, string>} lineId -> the final words shown for it, oldest first */
+    this._finalLines = new Map();
     /** @type {Set<number>} the seqs shown, oldest first */
     this._shown = new Set();
     // Seqs at or below this are stale whatever they carry: forgotten, or shown before a reload.
@@ -141,8 +145,12 @@ export class CaptionSequencer {
       this._floor = Math.max(this._floor, forgotten);
     }
     if (caption.final) {
-      this._finalLines.add(caption.lineId);
-      if (this._finalLines.size > REMEMBERED_FINAL_LINES) this._finalLines.delete(this._finalLines.values().next().value);
+      // The same final words under the same lineId: the speaker sent the line again after its
+      // answer was lost (decision 78). Its seq is taken, nothing new is shown.
+      if (this._finalLines.get(caption.lineId) === caption.text) return [];
+      this._finalLines.delete(caption.lineId);
+      this._finalLines.set(caption.lineId, caption.text);
+      if (this._finalLines.size > REMEMBERED_FINAL_LINES) this._finalLines.delete(this._finalLines.keys().next().value);
     }
     return [caption];
   }

@@ -1,7 +1,8 @@
 // Live captions in real Chromium against the local stack (its Translate emulator marks each line
 // with its language: `[es] ...`): a speaker types and pastes lines, two listeners in different
 // languages read them in order, a listener whose network is cut reads the missed lines after it
-// rejoins, once each, a line held back past the reorder window is shown late in its place; the captions view's size, theme and reduced motion; no serious axe finding.
+// rejoins, once each, a line held back past the reorder window is shown late in its place, a line
+// whose answer was lost is sent again by the page and shown once; the captions view's size, theme and reduced motion; no serious axe finding.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
@@ -142,6 +143,54 @@ describe("captions in the page", { skip }, () => {
     assert.deepEqual(await accessibilityViolations(speaker.page), [], "speaker with sent lines");
     await screenshot(speaker.page, "speaker-captions-desktop");
     for (const side of [speaker, spanish, french]) await side.context.close();
+  });
+
+  test("a line whose answer was lost is sent again by the page with its lineId and shown once; the speaker never presses Send", async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    await context.addInitScript(withoutSpeechRecognition);
+    const page = await context.newPage();
+    // The first captionAccepted never reaches the page (a Wi-Fi blip after the line went out).
+    let answersSwallowed = 0;
+    const sentLineIds = [];
+    await page.routeWebSocket(
+      (url) => url.protocol === "ws:",
+      (socket) => {
+        const server = socket.connectToServer();
+        socket.onMessage((frame) => {
+          const message = JSON.parse(String(frame));
+          if (message.action === "sendCaption") sentLineIds.push(message.lineId);
+          server.send(frame);
+        });
+        server.onMessage((frame) => {
+          if (JSON.parse(String(frame)).type === "captionAccepted" && answersSwallowed === 0) answersSwallowed += 1;
+          else socket.send(frame);
+        });
+      },
+    );
+    await page.goto(new URL("speaker.html", stack.info.pageUrl).href);
+    await page.getByRole("button", { name: "Sign in as the demo speaker" }).click();
+    await page.getByLabel("Language you will speak").selectOption("en");
+    await page.getByRole("button", { name: "Start session" }).click();
+    await page.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
+    const spanish = await listenerIn(browser, stack, await page.locator("#session-id").textContent(), "es");
+
+    await typeLine(page, "Grace to you");
+    await waitForLines(spanish.page, ["[es] Grace to you"]); // it went out; its answer did not come
+    await sentCount(page, 1); // after the request's timeout, sent again and answered
+    await typeLine(page, "and peace");
+    await sentCount(page, 2);
+    await waitForLines(spanish.page, ["[es] Grace to you", "[es] and peace"]);
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // room for a duplicate to show up
+    assert.deepEqual((await shownLines(spanish.page)).map(({ text }) => text), ["[es] Grace to you", "[es] and peace"], "once each");
+    assert.deepEqual(await page.locator("#sent-captions li").allTextContents(), ["Grace to you", "and peace"]);
+    assert.equal(answersSwallowed, 1);
+    assert.equal(sentLineIds.length, 3, "the first line twice, the second once");
+    assert.equal(sentLineIds[0], sentLineIds[1], "sent again under its own lineId");
+    assert.notEqual(sentLineIds[1], sentLineIds[2]);
+    assert.equal(await page.getByLabel("Type or paste what you say").inputValue(), "", "nothing came back into the box");
+    assert.doesNotMatch((await page.locator("#caption-status").textContent()) ?? "", /Not sent/);
+    await spanish.context.close();
+    await context.close();
   });
 
   test("a line that comes after the lines behind it (its invocation slower than the reorder window) is shown in its place, once", async () => {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import string
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,14 @@ def test_an_empty_captions_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["speak", "--url", "ws://x/dev", "--token", "t", "--captions-from", str(empty)])
     assert exited.value.code == 2 and "has no lines to send" in capsys.readouterr().err
+
+
+def test_a_final_line_sent_again_with_its_line_id_is_shown_once_and_new_words_under_it_are_shown():
+    sequencer = CaptionSequencer(0.0, FakeClock())
+    line = Caption("s", 1, "typed-a", "es", "Gracia", True, None)
+    assert seqs(sequencer.accept(line)) == [1]
+    # the speaker's page sent it again after its answer was lost: a new seq, the same line
+    assert sequencer.accept(replace(line, seq=2)) == []
+    assert sequencer.last_seq == 2
+    assert seqs(sequencer.accept(caption(3))) == [3]
+    assert seqs(sequencer.accept(replace(line, seq=4, text="Gracia y paz"))) == [4]

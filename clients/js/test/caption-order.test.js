@@ -193,3 +193,15 @@ test("a late line goes in its place by seq, and the view can find the line after
   lines.apply({ ...caption(1), late: true });
   assert.deepEqual(lines.lines.map((line) => line.seq), [2, 3, 4], "older than every line kept: scrolled away at once");
 });
+
+test("a final line sent again with its lineId (its answer was lost) is shown once; new words under it are shown", () => {
+  const order = new CaptionSequencer({ lastSeq: 0, reorderWindowMs: 0 });
+  assert.deepEqual(seqs(order.accept(caption(1, { lineId: "typed-a", text: "Grace" }))), [1]);
+  assert.deepEqual(order.accept(caption(2, { lineId: "typed-a", text: "Grace" })), [], "the resend");
+  assert.equal(order.lastSeq, 2, "its seq counts as shown: the next line is not held for it");
+  assert.deepEqual(seqs(order.accept(caption(3, { lineId: "typed-b", text: "Peace" }))), [3]);
+  assert.deepEqual(seqs(order.accept(caption(4, { lineId: "typed-a", text: "Grace and mercy" }))), [4], "other words replace the line");
+  const held = new CaptionSequencer({ lastSeq: 0, reorderWindowMs: 1000, now: clock().now });
+  held.accept(caption(2, { lineId: "typed-c", text: "Amen" }));
+  assert.deepEqual(seqs(held.accept(caption(1, { lineId: "typed-c", text: "Amen" }))), [1], "both waiting: shown once");
+});

@@ -8,7 +8,8 @@ gap (and the very first line seen) is held for at most `reorder_window_seconds`,
 A final line that comes later still (its invocation was slower than the window on a busy
 moment) is shown late, marked `late`, rather than lost: it was never shown, and a listener's
 screen puts it in its place by seq (decision 77). Seqs are remembered, not just the highest, so
-late never means twice.
+late never means twice. A final line with the same lineId and words as one already shown is a
+speaker's resend after a lost answer (decision 78): its seq counts as shown, nothing is shown again.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class CaptionSequencer:
         self._clock = clock
         self._last_seq: int | None = None
         self._held: dict[int, tuple[Caption, float]] = {}
-        self._final_lines: set[str] = set()
+        self._final_lines: dict[str, str] = {}  # lineId -> the final words shown for it
         self._shown: dict[int, None] = {}  # the seqs shown, oldest first (an ordered set)
         self._floor = 0  # seqs at or below this are forgotten: stale whatever they carry
 
@@ -139,7 +140,11 @@ class CaptionSequencer:
             del self._shown[forgotten]
             self._floor = max(self._floor, forgotten)
         if caption.final and caption.line_id is not None:
-            self._final_lines.add(caption.line_id)
+            # The same final words under the same lineId: the speaker sent the line again after
+            # its answer was lost (decision 78). Its seq is taken, nothing new is shown.
+            if self._final_lines.get(caption.line_id) == caption.text:
+                return []
+            self._final_lines[caption.line_id] = caption.text
         return [caption]
 
     def _release_consecutive(self) -> list[Caption]:

@@ -72,7 +72,9 @@ class SpeakerClient(SessionClient):
     async def send_caption(self, text: str, *, final: bool = True, line_id: str | None = None) -> int:
         """Send one line; returns the seq the server gave it. Not repeated by itself if the
         connection drops before the answer (LinkClosedError): the line may have gone out, and a
-        second copy would get a new seq, so the caller decides."""
+        second copy would get a new seq, so the caller decides. A caller that sends it again
+        under the same ``line_id`` is safe: listeners' clients show the same final words of a
+        line once (decision 78)."""
         fields: dict[str, Any] = {"text": text, "final": final}
         if line_id is not None:
             fields["lineId"] = line_id

@@ -39,7 +39,7 @@ export function runPython(args) {
  * LOCAL_TRANSLATE_TERMINOLOGIES); `idleTimeoutSeconds` and `maxConnectionSeconds`: the emulated
  * gateway's idle close and hard connection limit (make run's IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS).
  * @param {{parameters?: Record<string, string>, scheduleSeconds?: number, environment?: Record<string, string>, idleTimeoutSeconds?: number, maxConnectionSeconds?: number}} [options]
- * @returns {Promise<{info: any, tokenUrl: string, speakerToken: (email?: string) => Promise<string>, log: () => string, stop: () => Promise<void>}>}
+ * @returns {Promise<{info: any, tokenUrl: string, pid: number, speakerToken: (email?: string) => Promise<string>, log: () => string, stop: () => Promise<void>}>}
  */
 export async function startStack({ parameters, scheduleSeconds, environment, idleTimeoutSeconds, maxConnectionSeconds } = {}) {
   const workdir = mkdtempSync(path.join(tmpdir(), "js-local-stack-"));
@@ -82,6 +82,7 @@ export async function startStack({ parameters, scheduleSeconds, environment, idl
     info,
     tokenUrl,
     log,
+    pid: child.pid,
     async speakerToken(email) {
       const response = await fetch(email ? `${tokenUrl}?email=${encodeURIComponent(email)}` : tokenUrl);
       if (!response.ok) throw new Error(`token endpoint answered ${response.status}`);
