@@ -12,7 +12,7 @@
 import { execFileSync } from "node:child_process";
 
 import { startStack, warmUp } from "../clients/js/test/support/local-stack.js";
-import { LAPTOP, PHONE, launchChromium } from "../tests/browser/support.js";
+import { LAPTOP, PHONE, launchChromium, startSessionOnPage } from "../tests/browser/support.js";
 
 const MINUTES = Number(process.env.MINUTES ?? 90);
 const PACE_SECONDS = Number(process.env.PACE_SECONDS ?? 20);
@@ -80,12 +80,7 @@ try {
   speakerPage = speaker;
   let speakerSockets = 0;
   speaker.on("websocket", () => (speakerSockets += 1));
-  await speaker.goto(new URL("speaker.html", stack.info.pageUrl).href);
-  await speaker.getByRole("button", { name: "Sign in as the demo speaker" }).click();
-  await speaker.getByLabel("Language you will speak").selectOption("en");
-  await speaker.getByRole("button", { name: "Start session" }).click();
-  await speaker.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
-  const sessionId = await speaker.locator("#session-id").textContent();
+  const sessionId = await startSessionOnPage(speaker, stack.info.pageUrl);
   const listeners = [];
   for (const language of LANGUAGES) listeners.push(await listener(browser, stack, sessionId, language));
 

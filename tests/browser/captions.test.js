@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { startStack } from "../../clients/js/test/support/local-stack.js";
-import { DESKTOP, LAPTOP, PHONE, TALL_PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, warmUp } from "./support.js";
+import { DESKTOP, LAPTOP, PHONE, TALL_PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, startSessionOnPage, warmUp } from "./support.js";
 
 const skip = browserSkipReason() ?? false;
 const PARAMETERS = {
@@ -43,12 +43,7 @@ async function speakerWithSession(browser, stack, speech = withoutSpeechRecognit
   const context = await browser.newContext({ viewport });
   await context.addInitScript(speech);
   const page = await context.newPage();
-  await page.goto(new URL("speaker.html", stack.info.pageUrl).href);
-  await page.getByRole("button", { name: "Sign in as the demo speaker" }).click();
-  await page.getByLabel("Language you will speak").selectOption("en");
-  await page.getByRole("button", { name: "Start session" }).click();
-  await page.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
-  return { context, page, sessionId: await page.locator("#session-id").textContent() };
+  return { context, page, sessionId: await startSessionOnPage(page, stack.info.pageUrl) };
 }
 
 async function listenerIn(browser, stack, sessionId, language, { reducedMotion = "no-preference" } = {}) {
@@ -167,12 +162,7 @@ describe("captions in the page", { skip }, () => {
         });
       },
     );
-    await page.goto(new URL("speaker.html", stack.info.pageUrl).href);
-    await page.getByRole("button", { name: "Sign in as the demo speaker" }).click();
-    await page.getByLabel("Language you will speak").selectOption("en");
-    await page.getByRole("button", { name: "Start session" }).click();
-    await page.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
-    const spanish = await listenerIn(browser, stack, await page.locator("#session-id").textContent(), "es");
+    const spanish = await listenerIn(browser, stack, await startSessionOnPage(page, stack.info.pageUrl), "es");
 
     await typeLine(page, "Grace to you");
     await waitForLines(spanish.page, ["[es] Grace to you"]); // it went out; its answer did not come

@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
 import { startStack } from "../../clients/js/test/support/local-stack.js";
-import { LAPTOP, PHONE, browserSkipReason, launchChromium, warmUp } from "./support.js";
+import { LAPTOP, PHONE, browserSkipReason, launchChromium, startSessionOnPage, warmUp } from "./support.js";
 
 const skip = browserSkipReason() ?? false;
 const TOKEN_SECONDS = 1;
@@ -108,12 +108,7 @@ describe("a service on the local stack with the page alone", { skip }, () => {
     const speakerContext = await browser.newContext({ viewport: LAPTOP });
     const speaker = await speakerContext.newPage();
     const speakerSockets = socketsOf(speaker);
-    await speaker.goto(new URL("speaker.html", stack.info.pageUrl).href);
-    await speaker.getByRole("button", { name: "Sign in as the demo speaker" }).click();
-    await speaker.getByLabel("Language you will speak").selectOption("en");
-    await speaker.getByRole("button", { name: "Start session" }).click();
-    await speaker.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
-    const sessionId = await speaker.locator("#session-id").textContent();
+    const sessionId = await startSessionOnPage(speaker, stack.info.pageUrl);
     const signInToken = tokenOf(speakerSockets[0].url());
     assert.ok(expiryOf(signInToken) - Date.now() / 1000 <= TOKEN_SECONDS + 5, "the stack handed out a short-lived token");
 

@@ -7,7 +7,7 @@ import WebSocket from "ws";
 
 import { ListenerClient } from "../../clients/js/live-translation-client.js";
 import { startStack } from "../../clients/js/test/support/local-stack.js";
-import { DESKTOP, NARROW_PHONE, PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, warmUp } from "./support.js";
+import { DESKTOP, NARROW_PHONE, PHONE, accessibilityViolations, browserSkipReason, launchChromium, screenshot, startSessionOnPage, warmUp } from "./support.js";
 
 const skip = browserSkipReason() ?? false;
 const CAPACITY = 4;
@@ -30,12 +30,7 @@ async function signInAndCreate(browser, { viewport = DESKTOP, sourceLanguage = "
       if (message.type === "sessionCreated") connectionIds.push(message.connectionId);
     }),
   );
-  await page.goto(new URL("speaker.html", stackPageUrl()).href);
-  await page.getByRole("button", { name: "Sign in as the demo speaker" }).click();
-  await page.getByLabel("Language you will speak").selectOption(sourceLanguage);
-  await page.getByRole("button", { name: "Start session" }).click();
-  await page.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
-  return { context, page, connectionIds, sessionId: await page.locator("#session-id").textContent() };
+  return { context, page, connectionIds, sessionId: await startSessionOnPage(page, stackPageUrl(), sourceLanguage) };
 }
 
 let currentPageUrl;

@@ -70,3 +70,14 @@ export async function screenshot(page, name) {
   return file;
 }
 
+
+/** On a speaker page: open speaker.html, sign in as the demo speaker, start a session spoken in
+ * `language`; the session id the page shows. */
+export async function startSessionOnPage(page, pageUrl, language = "en") {
+  await page.goto(new URL("speaker.html", pageUrl).href);
+  await page.getByRole("button", { name: "Sign in as the demo speaker" }).click();
+  await page.getByLabel("Language you will speak").selectOption(language);
+  await page.getByRole("button", { name: "Start session" }).click();
+  await page.locator("#session-id").filter({ hasText: /^[a-z]+-[a-z]+-[1-9][0-9]{2}$/ }).waitFor();
+  return page.locator("#session-id").textContent();
+}
