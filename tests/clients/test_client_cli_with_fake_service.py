@@ -43,6 +43,37 @@ async def test_speak_sends_each_line_of_the_file_in_order_and_ends_the_session_o
     assert "t0k3n" not in "\n".join(lines) + stderr
 
 
+async def test_speak_sends_a_line_again_under_its_line_id_when_the_link_dropped_before_the_answer(tmp_path: Path):
+    script = tmp_path / "lines.txt"
+    script.write_text("one\ntwo\n", encoding="utf-8")
+    async with FakeService() as fake:
+        answer = fake._answer_sendCaption
+
+        async def numbered_then_dropped(connection, message):
+            if fake.seq == 0:  # the first line is numbered (it went out), then the link drops
+                fake.seq += 1
+                connection.abort()
+                return
+            await answer(connection, message)
+
+        fake.responders["sendCaption"] = numbered_then_dropped
+        speak = await CliProcess.start(
+            "speak", "--url", fake.url, "--token", "t", "--captions-from", str(script), "--pace", "50ms"
+        )  # fmt: skip
+        try:
+            await speak.line_matching(r"^All 2 lines sent")
+            sent = [m for c in fake.connections for m in c.received if m["action"] == "sendCaption"]
+            speak.interrupt()
+            status, lines, _stderr = await speak.finish()
+        finally:
+            await speak.kill()
+    assert status == 0
+    # THEN the first line went out twice under one lineId, the second once under its own
+    assert [m["text"] for m in sent] == ["one", "one", "two"]
+    assert sent[0]["lineId"] == sent[1]["lineId"] != sent[2]["lineId"]
+    assert [line for line in lines if line.startswith("Sent #")] == ["Sent #2: one", "Sent #3: two"]
+
+
 async def test_speak_says_why_when_the_server_refuses_captions_and_keeps_the_session(tmp_path: Path):
     script = tmp_path / "lines.txt"
     script.write_text("one\ntwo\n", encoding="utf-8")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from live_session_client.backoff import ReconnectPolicy
-from live_session_client.errors import LiveSessionError, RequestRefusedError
+from live_session_client.errors import LinkClosedError, LiveSessionError, NoAnswerError, RequestRefusedError
 from live_session_client.events import CaptionReceived, ClientState, StateChanged
 from live_session_client.link import LinkTimings, check_url
 from live_session_client.listener import ListenerClient
@@ -30,6 +30,8 @@ from live_session_client.speaker import SpeakerClient
 TOKEN_ENVIRONMENT_VARIABLE = "LIVE_SESSION_SPEAKER_TOKEN"
 END_TIMEOUT_SECONDS = 15.0
 LISTENER_POLL_SECONDS = 1.0
+# A line whose answer never came is sent again under its lineId at most this many times in all.
+SEND_ATTEMPTS = 5
 PACE_PATTERN = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>ms|s)?$")
 
 
@@ -222,11 +224,12 @@ async def _speak(speaker: SpeakerClient, arguments: argparse.Namespace, console:
         console.line("Waiting for a listener before sending captions ...")
         while (await speaker.status())["listenerCount"] == 0:
             await asyncio.sleep(LISTENER_POLL_SECONDS)
+    reading = os.urandom(6).hex()  # this reading's lines have ids no other reading shares
     for number, text in enumerate(lines, start=1):
         if number > 1:
             await asyncio.sleep(arguments.pace)
         try:
-            seq = await speaker.send_caption(text)
+            seq = await _send_line(speaker, text, f"speak-{reading}-{number}")
         except RequestRefusedError as refused:
             console.err.write(f"Line {number} was not sent: {refused.sentence}\n")
             console.err.flush()
@@ -239,6 +242,20 @@ async def _speak(speaker: SpeakerClient, arguments: argparse.Namespace, console:
         if lines:
             console.line(f"All {len(lines)} lines sent; the session stays live. Press Ctrl-C to end it.")
     await asyncio.Event().wait()
+
+
+async def _send_line(speaker: SpeakerClient, text: str, line_id: str) -> int:
+    """The line's seq. A line whose answer never came (the link dropped, or no answer in time)
+    may have gone out: it is sent again under the same lineId, which listeners' clients show
+    once (decision 78), once the client is live again."""
+    attempt = 1
+    while True:
+        try:
+            return await speaker.send_caption(text, line_id=line_id)
+        except (LinkClosedError, NoAnswerError):
+            if attempt == SEND_ATTEMPTS:
+                raise
+            attempt += 1
 
 
 async def _run(client: SessionClient, printer: asyncio.Task[None], work: Awaitable[object]) -> bool:
