@@ -46,6 +46,7 @@ help:
 	@echo "make token        print a speaker token for the running local stack (EMAIL=...)"
 	@echo "make invoke       FUNCTION=<LogicalId> EVENT=events/<file>.json: run one function once"
 	@echo "make bench        print the benchmarks' figures"
+	@echo "make rehearse     a whole service in real time in Chromium, one report (MINUTES=90 PACE_SECONDS=20)"
 	@echo "make speaker-user EMAIL=... [STACK=...]: create a speaker in a deployed stack's user pool"
 	@echo "make page-site    STACK=...: the speaker and listener page as static files for a deployed stack"
 
