@@ -5,14 +5,16 @@
 // thirds in the speaker's Wi-Fi drops for 20 s (lines typed meanwhile wait in the page). The
 // template's own settings throughout: heartbeats, the 10-minute idle close, the sweeper, the
 // speaker's one-hour token. It prints one JSON report and exits 1 if any listener lost a line,
-// showed one twice, or is not live at the end.
+// showed one twice, or is not live at the end; with REHEARSAL_LOG=FILE a failed run leaves the
+// stack's whole log there.
 //
 // The browser tests prove the same paths time-compressed (tests/browser/long-service.test.js);
 // this is the real clock, for a team that wants to see a Sunday morning before it happens.
 import { execFileSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 
 import { startStack, warmUp } from "../clients/js/test/support/local-stack.js";
-import { LAPTOP, PHONE, launchChromium, startSessionOnPage } from "../tests/browser/support.js";
+import { CHROMIUM, LAPTOP, PHONE, launchChromium, startSessionOnPage } from "../tests/browser/support.js";
 
 const MINUTES = Number(process.env.MINUTES ?? 90);
 const PACE_SECONDS = Number(process.env.PACE_SECONDS ?? 20);
@@ -22,6 +24,10 @@ const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 if (!(MINUTES > 0) || !(PACE_SECONDS >= 1)) {
   console.error("usage: make rehearse [MINUTES=90] [PACE_SECONDS=20] (MINUTES > 0, PACE_SECONDS >= 1)");
+  process.exit(2);
+}
+if (!existsSync(CHROMIUM)) {
+  console.error(`make rehearse needs Chromium at ${CHROMIUM} (apt-get install chromium, or CHROMIUM_PATH=...)`);
   process.exit(2);
 }
 
@@ -164,7 +170,7 @@ try {
 } catch (error) {
   report.error = String(error?.stack ?? error);
   report.stackLogTail = stack.log().split("\n").slice(-15);
-  if (process.env.REHEARSAL_LOG) (await import("node:fs")).writeFileSync(process.env.REHEARSAL_LOG, stack.log());
+  if (process.env.REHEARSAL_LOG) writeFileSync(process.env.REHEARSAL_LOG, stack.log());
   report.speakerPage = await speakerPage
     ?.evaluate(() => ({ state: document.getElementById("connection-state").textContent, status: document.getElementById("caption-status")?.textContent, box: document.getElementById("caption-text")?.value }))
     .catch((reason) => String(reason));
