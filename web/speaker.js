@@ -24,8 +24,10 @@ const captionQueue = [];
 let sendingCaptions = false;
 const MAX_CAPTION_CHARS = 2000;
 const SENT_SHOWN = 30;
-// A line whose answer never came is sent again after this pause (decision 78).
+// A line whose answer never came is sent again after this pause, up to MAX_SENDS sends in all
+// (decision 78); then it goes back into the box with the reason.
 const RESEND_PAUSE_MS = 1000;
+const MAX_SENDS = 5;
 
 /** A typed line's own id: sent again with it, a line replaces itself on listeners' screens. */
 function typedLineId() {
@@ -193,25 +195,30 @@ async function drainCaptions() {
         });
         continue;
       }
-      const { text, lineId } = captionQueue[0];
+      const line = captionQueue[0];
+      const sending = client; // ended() drops `client` while a request may still be in flight
       try {
-        const accepted = await client.sendCaption(text, lineId ? { lineId } : {});
+        const accepted = await sending.sendCaption(line.text, line.lineId ? { lineId: line.lineId } : {});
         captionQueue.shift();
-        addSent(text, accepted.seq);
+        addSent(line.text, accepted.seq);
       } catch (error) {
         if (error.code === "RATE_LIMIT_EXCEEDED") {
           // Refused lines were not numbered: sending them again cannot show anything twice.
           await new Promise((resolve) => setTimeout(resolve, (error.retryAfter || 1) * 1000));
           continue;
         }
-        if (["CONNECTION_LOST", "REQUEST_TIMEOUT"].includes(error.code) && [State.LIVE, State.RECONNECTING].includes(client.state)) {
+        line.sends = (line.sends ?? 0) + 1;
+        const unanswered = ["CONNECTION_LOST", "REQUEST_TIMEOUT"].includes(error.code);
+        if (unanswered && line.sends < MAX_SENDS && [State.LIVE, State.RECONNECTING].includes(sending.state)) {
           // No answer: the line may have gone out, or not. It keeps its lineId, so sent again it
           // replaces itself on every listener's screen instead of showing twice (decision 78);
           // the speaker does not have to notice and press Send in the middle of a sermon.
+          captionStatus("No answer yet: sending the line again…");
           await new Promise((resolve) => setTimeout(resolve, RESEND_PAUSE_MS));
           continue;
         }
-        // Refused (the session ended, the text was refused): back into the box, for the speaker to see.
+        // Refused (the session ended, the text was refused) or never answered: back into the box,
+        // for the speaker to see.
         const unsent = captionQueue
           .splice(0)
           .map((line) => line.text)

@@ -60,7 +60,7 @@ export class CaptionSequencer {
     this._lastSeq = lastSeq;
     /** @type {Map<number, {caption: any, arrivedAt: number}>} */
     this._held = new Map();
-    /** @type {Map<string, string>} lineId -> the final words shown for it, oldest first */
+    /** @type {Map<string, {seq: number, text: string}>} lineId -> the final words shown for it, oldest first */
     this._finalLines = new Map();
     /** @type {Set<number>} the seqs shown, oldest first */
     this._shown = new Set();
@@ -146,10 +146,12 @@ export class CaptionSequencer {
     }
     if (caption.final) {
       // The same final words under the same lineId: the speaker sent the line again after its
-      // answer was lost (decision 78). Its seq is taken, nothing new is shown.
-      if (this._finalLines.get(caption.lineId) === caption.text) return [];
+      // answer was lost (decision 78). An older final of a line (the first send, late) must not
+      // replace a newer one either. Its seq is taken, nothing new is shown.
+      const shown = this._finalLines.get(caption.lineId);
+      if (shown && (shown.text === caption.text || caption.seq < shown.seq)) return [];
       this._finalLines.delete(caption.lineId);
-      this._finalLines.set(caption.lineId, caption.text);
+      this._finalLines.set(caption.lineId, { seq: caption.seq, text: caption.text });
       if (this._finalLines.size > REMEMBERED_FINAL_LINES) this._finalLines.delete(this._finalLines.keys().next().value);
     }
     return [caption];
@@ -178,6 +180,8 @@ export class CaptionLines {
     this.keep = keep;
     /** @type {Map<string, any>} lineId -> the caption shown for it, oldest first */
     this._lines = new Map();
+    /** @type {Map<string, number>} lineId -> the seq it first appeared with (its place) */
+    this._placedAt = new Map();
   }
 
   /**
@@ -186,15 +190,22 @@ export class CaptionLines {
    */
   apply(caption) {
     const replaced = this._lines.has(caption.lineId);
-    this._lines.set(caption.lineId, caption); // Map.set on an existing key keeps its place
     if (!replaced && caption.late) {
-      // Rare (a line slower than the reorder window), and at most `keep` lines: re-sorting is fine.
-      this._lines = new Map([...this._lines].sort(([, a], [, b]) => a.seq - b.seq));
+      // Before the first line that appeared after it; the others keep their places. Rare (a line
+      // slower than the reorder window), and at most `keep` lines: rebuilding the map is fine.
+      const entries = [...this._lines];
+      const at = entries.findIndex(([lineId]) => this._placedAt.get(lineId) > caption.seq);
+      entries.splice(at === -1 ? entries.length : at, 0, [caption.lineId, caption]);
+      this._lines = new Map(entries);
+    } else {
+      this._lines.set(caption.lineId, caption); // Map.set on an existing key keeps its place
     }
+    if (!replaced) this._placedAt.set(caption.lineId, caption.seq);
     const dropped = [];
     while (this._lines.size > this.keep) {
       const oldest = this._lines.keys().next().value;
       this._lines.delete(oldest);
+      this._placedAt.delete(oldest);
       dropped.push(oldest);
     }
     return { line: caption, replaced, dropped };
@@ -217,5 +228,6 @@ export class CaptionLines {
 
   clear() {
     this._lines.clear();
+    this._placedAt.clear();
   }
 }

@@ -162,7 +162,8 @@ export interface Caption {
   final: boolean;
   timestamp: number | null;
   /** true when this language's translation failed and `text` is the source line. */
-  untranslated: boolean;  /** true when lines with higher seqs were shown first: put it in its place by seq. */
+  untranslated: boolean;
+  /** true when lines with higher seqs were shown first: put it in its place by seq. */
   late?: boolean;
 }
 export type ServerMessage =

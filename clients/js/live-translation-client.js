@@ -388,6 +388,7 @@ class Connection {
         }, timeoutSeconds * 1000);
         this.pending = {
           replyTypes,
+          lineId: payload.lineId,
           settle: (error, message) => {
             clearTimeout(timer);
             this.pending = null;
@@ -464,7 +465,10 @@ class Connection {
     if (message === null || typeof message !== "object") return;
     const pending = this.pending;
     if (pending) {
-      if (pending.replyTypes.includes(message.type)) {
+      // A captionAccepted for another line answers an earlier request that timed out (its line
+      // sent again, decision 78): not this request's answer.
+      const otherLine = pending.lineId !== undefined && message.lineId !== undefined && message.lineId !== pending.lineId;
+      if (pending.replyTypes.includes(message.type) && !otherLine) {
         pending.settle(null, message);
         return;
       }

@@ -320,3 +320,25 @@ def test_a_final_line_sent_again_with_its_line_id_is_shown_once_and_new_words_un
     assert sequencer.last_seq == 2
     assert seqs(sequencer.accept(caption(3))) == [3]
     assert seqs(sequencer.accept(replace(line, seq=4, text="Gracia y paz"))) == [4]
+
+
+def test_the_first_send_of_a_line_arriving_after_its_resend_does_not_replace_it():
+    sequencer = CaptionSequencer(0.0, FakeClock())
+    assert seqs(sequencer.accept(caption(1))) == [1]
+    # the first send went out untranslated and slowly; the resend, translated, came first
+    resend = Caption("s", 3, "typed-a", "es", "[es] Gracia", True, None)
+    first_send = Caption("s", 2, "typed-a", "es", "Grace", True, None, untranslated=True)
+    assert seqs(sequencer.accept(resend)) == [3]
+    assert sequencer.accept(first_send) == []
+    assert sequencer.accept(first_send) == []
+
+
+def test_a_resend_held_with_its_first_send_is_shown_once():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    line = Caption("s", 2, "typed-c", "es", "Amén", True, None)
+    assert sequencer.accept(line) == []
+    assert sequencer.accept(replace(line, seq=1)) == []
+    clock.now += 1.0
+    assert seqs(sequencer.release_due()) == [1]
+    assert sequencer.last_seq == 2

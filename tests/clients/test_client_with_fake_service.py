@@ -633,3 +633,24 @@ async def test_a_create_whose_connection_keeps_dropping_fails_after_the_time_all
             await speaker.start()
         assert (await log.state(ClientState.FAILED)).sentence == "The connection closed before the server answered."
         assert len(fake.connections) >= 2
+
+
+async def test_a_late_caption_accepted_for_an_earlier_line_does_not_answer_the_next_line():
+    async with FakeService() as fake:
+        unanswered: list[dict] = []
+
+        async def answer_late(connection, message):
+            if not unanswered:  # the first line's answer is lost: no answer in time
+                unanswered.append(message)
+                return
+            # the first line's answer turns up after all, just before this line's own
+            await connection.send({"type": "captionAccepted", "seq": 1, "lineId": unanswered[0]["lineId"]})
+            await connection.send({"type": "captionAccepted", "seq": 2, "lineId": message["lineId"]})
+
+        fake.responders["sendCaption"] = answer_late
+        speaker = SpeakerClient(fake.url, "token", options=quick_options())
+        await speaker.start()
+        with pytest.raises(LiveSessionError):
+            await speaker.send_caption("one", line_id="line-a")
+        assert await speaker.send_caption("two", line_id="line-b") == 2
+        await speaker.end()

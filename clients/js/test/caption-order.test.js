@@ -202,6 +202,31 @@ test("a final line sent again with its lineId (its answer was lost) is shown onc
   assert.deepEqual(seqs(order.accept(caption(3, { lineId: "typed-b", text: "Peace" }))), [3]);
   assert.deepEqual(seqs(order.accept(caption(4, { lineId: "typed-a", text: "Grace and mercy" }))), [4], "other words replace the line");
   const held = new CaptionSequencer({ lastSeq: 0, reorderWindowMs: 1000, now: clock().now });
-  held.accept(caption(2, { lineId: "typed-c", text: "Amen" }));
-  assert.deepEqual(seqs(held.accept(caption(1, { lineId: "typed-c", text: "Amen" }))), [1], "both waiting: shown once");
+  assert.deepEqual(held.accept(caption(2, { lineId: "typed-c", text: "Amen" })), [], "the resend, ahead of the first send, waits");
+  assert.deepEqual(seqs(held.accept(caption(1, { lineId: "typed-c", text: "Amen" }))), [1], "then the line is shown once");
+});
+
+test("the first send of a line, arriving after its resend (different words: it went out untranslated), does not replace it", () => {
+  const order = new CaptionSequencer({ lastSeq: 4, reorderWindowMs: 0 });
+  assert.deepEqual(seqs(order.accept(caption(6, { lineId: "typed-a", text: "[es] Gracia" }))), [6]);
+  assert.deepEqual(order.accept(caption(5, { lineId: "typed-a", text: "Grace", untranslated: true })), [], "older words of a line shown");
+  const time = clock();
+  const held = new CaptionSequencer({ reorderWindowMs: 1000, now: time.now });
+  assert.deepEqual(held.accept(caption(2, { lineId: "typed-c", text: "Amen" })), []);
+  assert.deepEqual(held.accept(caption(1, { lineId: "typed-c", text: "Amen" })), [], "both held: no known start yet");
+  time.advance(1000);
+  assert.deepEqual(seqs(held.releaseDue()), [1], "the resend, held with it, is not shown");
+  assert.equal(held.lastSeq, 2);
+});
+
+test("a late line goes before the first line that appeared after it; the others keep their places", () => {
+  const lines = new CaptionLines({ keep: 10 });
+  lines.apply(caption(3, { lineId: "x", final: false, text: "In the beg" }));
+  lines.apply(caption(4, { lineId: "t", text: "Typed" }));
+  lines.apply(caption(5, { lineId: "x", text: "In the beginning" })); // replaced where it stands
+  lines.apply({ ...caption(2, { lineId: "z", text: "Late" }), late: true });
+  assert.deepEqual(lines.lines.map((line) => line.lineId), ["z", "x", "t"]);
+  assert.equal(lines.after("z"), "x");
+  lines.apply({ ...caption(6, { lineId: "w" }), late: true }); // later than every place: at the end
+  assert.deepEqual(lines.lines.map((line) => line.lineId), ["z", "x", "t", "w"]);
 });

@@ -287,3 +287,24 @@ test("a token source that never answers fails the connect in the connect timeout
   t.after(() => throwing.close());
   await assert.rejects(throwing.connect(), (error) => error.code === "CONNECTION_FAILED" && error.retryable === true);
 });
+
+test("a captionAccepted for a line whose request timed out does not answer the next line's request", async (t) => {
+  let firstLine = null;
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "createSession") {
+      send(socket, { type: "sessionCreated", sessionId: "faithful-shepherd-427", sourceLanguage: "en", qualityTier: "standard", connectionId: "S", expiresAt: 2_000_000_000 });
+    } else if (message.action === "sendCaption" && firstLine === null) {
+      firstLine = message; // its answer is lost: no answer in time
+    } else if (message.action === "sendCaption") {
+      // the first line's answer turns up after all, just before this line's own
+      send(socket, { type: "captionAccepted", sessionId: "faithful-shepherd-427", seq: 1, lineId: firstLine.lineId, final: true });
+      send(socket, { type: "captionAccepted", sessionId: "faithful-shepherd-427", seq: 2, lineId: message.lineId, final: true });
+    } else joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  const speaker = new SpeakerClient({ url: server.url, WebSocket, getToken: async () => "token", heartbeatIntervalSeconds: 60, requestTimeoutSeconds: 0.5 });
+  t.after(() => speaker.close());
+  await speaker.createSession({ sourceLanguage: "en" });
+  await assert.rejects(speaker.sendCaption("one", { lineId: "typed-a" }), { code: "REQUEST_TIMEOUT" });
+  assert.equal((await speaker.sendCaption("two", { lineId: "typed-b" })).seq, 2);
+});

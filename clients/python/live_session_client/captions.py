@@ -22,6 +22,9 @@ from typing import Any
 # The seqs shown are remembered (for a late line: shown once, never twice) this many at a time; a
 # line later than that many others is older than anything a listener still reads, and dropped.
 REMEMBERED_SEQS = 1000
+# Finished lines' ids and words, for late partials and resends (a 90-minute service has a few
+# thousand lines, and neither comes that late).
+REMEMBERED_FINAL_LINES = 1000
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class CaptionSequencer:
         self._clock = clock
         self._last_seq: int | None = None
         self._held: dict[int, tuple[Caption, float]] = {}
-        self._final_lines: dict[str, str] = {}  # lineId -> the final words shown for it
+        self._final_lines: dict[str, tuple[int, str]] = {}  # lineId -> (seq, words) of its final, oldest first
         self._shown: dict[int, None] = {}  # the seqs shown, oldest first (an ordered set)
         self._floor = 0  # seqs at or below this are forgotten: stale whatever they carry
 
@@ -142,9 +145,14 @@ class CaptionSequencer:
         if caption.final and caption.line_id is not None:
             # The same final words under the same lineId: the speaker sent the line again after
             # its answer was lost (decision 78). Its seq is taken, nothing new is shown.
-            if self._final_lines.get(caption.line_id) == caption.text:
+            # An older final of a line (the first send, late) must not replace a newer one either.
+            shown = self._final_lines.get(caption.line_id)
+            if shown is not None and (shown[1] == caption.text or caption.seq < shown[0]):
                 return []
-            self._final_lines[caption.line_id] = caption.text
+            self._final_lines.pop(caption.line_id, None)
+            self._final_lines[caption.line_id] = (caption.seq, caption.text)
+            if len(self._final_lines) > REMEMBERED_FINAL_LINES:
+                del self._final_lines[next(iter(self._final_lines))]
         return [caption]
 
     def _release_consecutive(self) -> list[Caption]:

@@ -230,6 +230,11 @@ async def _speak(speaker: SpeakerClient, arguments: argparse.Namespace, console:
             await asyncio.sleep(arguments.pace)
         try:
             seq = await _send_line(speaker, text, f"speak-{reading}-{number}")
+        except (LinkClosedError, NoAnswerError):
+            console.err.write(f"Line {number} was not sent: no answer after {SEND_ATTEMPTS} sends.\n")
+            console.err.flush()
+            console.line("Stopped sending captions; the session stays live. Press Ctrl-C to end it.")
+            break
         except RequestRefusedError as refused:
             console.err.write(f"Line {number} was not sent: {refused.sentence}\n")
             console.err.flush()

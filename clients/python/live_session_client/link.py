@@ -80,7 +80,8 @@ class Link:
         self.close_code: int | None = None
         self.close_reason = ""
         self._ack = asyncio.Event()
-        self._pending: tuple[frozenset[str], asyncio.Future[dict[str, Any]]] | None = None
+        # (answer types, the future, the lineId the request names or None)
+        self._pending: tuple[frozenset[str], asyncio.Future[dict[str, Any]], Any] | None = None
         self._request_lock = asyncio.Lock()
         self._reader = asyncio.create_task(self._read())
         self._heartbeats: asyncio.Task[None] | None = None
@@ -128,7 +129,7 @@ class Link:
             if self.is_closed:
                 raise LinkClosedError("The connection closed before the server answered.")
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._pending = (frozenset(answers) | {MessageType.ERROR.value}, future)
+            self._pending = (frozenset(answers) | {MessageType.ERROR.value}, future, fields.get("lineId"))
             try:
                 with contextlib.suppress(ConnectionClosed):
                     await self.send(action, **fields)
@@ -200,8 +201,12 @@ class Link:
             self._ack.set()
             return
         if self._pending is not None and kind in self._pending[0] and not self._pending[1].done():
-            self._pending[1].set_result(message)
-            return
+            # A captionAccepted for another line answers an earlier request that timed out (its
+            # line sent again, decision 78): not this request's answer.
+            line_id = self._pending[2]
+            if line_id is None or message.get("lineId", line_id) == line_id:
+                self._pending[1].set_result(message)
+                return
         self._on_message(self, message)
 
     async def _heartbeat(self) -> None:
