@@ -74,6 +74,29 @@ async def test_speak_sends_a_line_again_under_its_line_id_when_the_link_dropped_
     assert [line for line in lines if line.startswith("Sent #")] == ["Sent #2: one", "Sent #3: two"]
 
 
+async def test_speak_stops_sending_after_five_unanswered_sends_of_a_line_and_says_which(tmp_path: Path):
+    script = tmp_path / "lines.txt"
+    script.write_text("one\ntwo\n", encoding="utf-8")
+    async with FakeService() as fake:
+
+        async def always_dropped(connection, message):
+            connection.abort()
+
+        fake.responders["sendCaption"] = always_dropped
+        speak = await CliProcess.start("speak", "--url", fake.url, "--token", "t", "--captions-from", str(script))
+        try:
+            await speak.line_matching(r"^Stopped sending captions; the session stays live")
+            sent = [m for c in fake.connections for m in c.received if m["action"] == "sendCaption"]
+            speak.interrupt()
+            status, _lines, stderr = await speak.finish()
+        finally:
+            await speak.kill()
+    assert [m["text"] for m in sent] == ["one"] * 5
+    assert len({m["lineId"] for m in sent}) == 1
+    assert "Line 1 was not sent: no answer after 5 sends." in stderr.splitlines()
+    assert status == 0
+
+
 async def test_speak_says_why_when_the_server_refuses_captions_and_keeps_the_session(tmp_path: Path):
     script = tmp_path / "lines.txt"
     script.write_text("one\ntwo\n", encoding="utf-8")
