@@ -43,6 +43,22 @@ async def test_speak_sends_each_line_of_the_file_in_order_and_ends_the_session_o
     assert "t0k3n" not in "\n".join(lines) + stderr
 
 
+async def speak_until(fake: FakeService, script: Path, pattern: str) -> tuple[list[dict], int, list[str], str]:
+    """`speak` the file at 50 ms a line until it prints `pattern`, then Ctrl-C: every sendCaption
+    the service received, the exit status, the lines printed and stderr."""
+    speak = await CliProcess.start(
+        "speak", "--url", fake.url, "--token", "t", "--captions-from", str(script), "--pace", "50ms"
+    )  # fmt: skip
+    try:
+        await speak.line_matching(pattern)
+        sent = [m for c in fake.connections for m in c.received if m["action"] == "sendCaption"]
+        speak.interrupt()
+        status, lines, stderr = await speak.finish()
+    finally:
+        await speak.kill()
+    return sent, status, lines, stderr
+
+
 async def test_speak_sends_a_line_again_under_its_line_id_when_the_link_dropped_before_the_answer(tmp_path: Path):
     script = tmp_path / "lines.txt"
     script.write_text("one\ntwo\n", encoding="utf-8")
@@ -57,16 +73,7 @@ async def test_speak_sends_a_line_again_under_its_line_id_when_the_link_dropped_
             await answer(connection, message)
 
         fake.responders["sendCaption"] = numbered_then_dropped
-        speak = await CliProcess.start(
-            "speak", "--url", fake.url, "--token", "t", "--captions-from", str(script), "--pace", "50ms"
-        )  # fmt: skip
-        try:
-            await speak.line_matching(r"^All 2 lines sent")
-            sent = [m for c in fake.connections for m in c.received if m["action"] == "sendCaption"]
-            speak.interrupt()
-            status, lines, _stderr = await speak.finish()
-        finally:
-            await speak.kill()
+        sent, status, lines, _stderr = await speak_until(fake, script, r"^All 2 lines sent")
     assert status == 0
     # THEN the first line went out twice under one lineId, the second once under its own
     assert [m["text"] for m in sent] == ["one", "one", "two"]
@@ -83,14 +90,7 @@ async def test_speak_stops_sending_after_five_unanswered_sends_of_a_line_and_say
             connection.abort()
 
         fake.responders["sendCaption"] = always_dropped
-        speak = await CliProcess.start("speak", "--url", fake.url, "--token", "t", "--captions-from", str(script))
-        try:
-            await speak.line_matching(r"^Stopped sending captions; the session stays live")
-            sent = [m for c in fake.connections for m in c.received if m["action"] == "sendCaption"]
-            speak.interrupt()
-            status, _lines, stderr = await speak.finish()
-        finally:
-            await speak.kill()
+        sent, status, _lines, stderr = await speak_until(fake, script, r"^Stopped sending captions; the session stays")
     assert [m["text"] for m in sent] == ["one"] * 5
     assert len({m["lineId"] for m in sent}) == 1
     assert "Line 1 was not sent: no answer after 5 sends." in stderr.splitlines()
