@@ -42,9 +42,12 @@ def serialize_with_moto(operation: str, result: dict[str, Any]) -> Any:
 
 
 # AttributeValues in the form moto's DynamoDB answers hold them (dynamo_to_dict: bytes for B).
-numbers = st.one_of(st.integers(-(10**20), 10**20), st.decimals(allow_nan=False, allow_infinity=False, places=4)).map(
-    str
-)
+# Numbers within DynamoDB's 38 significant digits: a longer one is refused at the write, and
+# boto3's deserializer raises decimal.Rounded on it (a clean make test drew one).
+numbers = st.one_of(
+    st.integers(-(10**20), 10**20),
+    st.decimals(min_value=-(10**20), max_value=10**20, allow_nan=False, allow_infinity=False, places=4),
+).map(str)
 scalars = st.one_of(
     st.builds(lambda text: {"S": text}, st.text(max_size=12)),
     st.builds(lambda number: {"N": number}, numbers),
