@@ -198,7 +198,7 @@ async function drainCaptions() {
       const line = captionQueue[0];
       const sending = client; // ended() drops `client` while a request may still be in flight
       try {
-        const accepted = await sending.sendCaption(line.text, line.lineId ? { lineId: line.lineId } : {});
+        const accepted = await sending.sendCaption(line.text, { lineId: line.lineId });
         captionQueue.shift();
         addSent(line.text, accepted.seq);
       } catch (error) {
