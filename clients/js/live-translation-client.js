@@ -931,6 +931,7 @@ export class ListenerClient extends SessionClient {
     this.on("speakerReturned", () => {
       this.speakerAway = false;
     });
+    this.on("refreshed", (complete) => this._matchSpeaker(complete));
   }
 
   async connect() {
@@ -966,9 +967,18 @@ export class ListenerClient extends SessionClient {
     this.sessionId = joined.sessionId;
     this.targetLanguage = joined.targetLanguage;
     this.sourceLanguage = joined.sourceLanguage;
-    this.speakerAway = false;
-    // Joined (or rejoined) while the speaker is reconnecting: the notice would otherwise be missed.
-    if (joined.speakerAway) this._emit("speakerAway", { type: "speakerAway", sessionId: joined.sessionId, timestamp: joined.timestamp });
+    this._matchSpeaker(joined);
+  }
+
+  /**
+   * A join, rejoin or refresh answer says how the speaker is now: a speakerAway or speakerReturned
+   * sent while this seat was being taken may have gone to the closing connection or to none.
+   */
+  _matchSpeaker(answer) {
+    const away = answer.speakerAway === true;
+    if (away === this.speakerAway) return;
+    const type = away ? "speakerAway" : "speakerReturned";
+    this._emit(type, { type, sessionId: answer.sessionId, timestamp: answer.timestamp });
   }
 
   /** Leaves the session; the connection stays open and may join another. */
@@ -977,6 +987,7 @@ export class ListenerClient extends SessionClient {
     if (!connection || connection.closed) throw new ClientError("CONNECTION_LOST", { messages: this.messages });
     const left = await connection.request({ action: "leaveSession" }, ["sessionLeft"]);
     this.sessionId = null;
+    this.speakerAway = false;
     this._setState(State.CONNECTED);
     return left;
   }

@@ -332,6 +332,60 @@ async def test_listener_is_told_when_the_speaker_is_away_and_back():
         await listener.close()
 
 
+def refresh_required() -> dict:
+    return {
+        "type": "connectionRefreshRequired",
+        "sessionId": SESSION_ID,
+        "role": "listener",
+        "targetLanguage": "es",
+        "message": "Refresh.",
+    }
+
+
+async def test_a_refresh_answer_tells_the_listener_how_the_speaker_is_when_the_notice_missed_it():
+    async with FakeService() as fake:
+        away = {"speakerAway": True}
+
+        async def complete_with_the_speaker_state(connection: FakeConnection, message: dict) -> None:
+            connection.role = "listener"
+            await connection.send(
+                {"type": "connectionRefreshComplete", "sessionId": SESSION_ID, "role": "listener", **away}
+            )
+
+        fake.responders["refreshConnection"] = complete_with_the_speaker_state
+        listener, log, first = await joined_listener(fake)
+        # WHEN the speaker dropped while the listener refreshed, and only the answer says so
+        await first.send(refresh_required())
+        # THEN the listener is told the speaker is away
+        told = await log.notice(NoticeKind.SPEAKER_AWAY)
+        assert told.sentence == "The speaker is reconnecting; the service continues when they are back."
+        assert listener.speaker_away
+        # AND WHEN the speaker came back during the next refresh, which only its answer says
+        await asyncio.wait_for(first.closed.wait(), 5)
+        away.clear()
+        await (await fake.connection(2)).send(refresh_required())
+        # THEN the listener is told the speaker is back, once
+        returned = await log.notice(NoticeKind.SPEAKER_RETURNED)
+        assert returned.sentence == "The speaker is back."
+        assert listener.refresh_count == 2 and not listener.speaker_away
+        assert len(log.notices(NoticeKind.SPEAKER_AWAY)) == len(log.notices(NoticeKind.SPEAKER_RETURNED)) == 1
+        await listener.close()
+
+
+async def test_a_rejoin_after_a_drop_tells_the_listener_the_speaker_came_back_meanwhile():
+    async with FakeService() as fake:
+        listener, log, first = await joined_listener(fake)
+        await first.send({"type": "speakerAway", "sessionId": SESSION_ID, "reconnectGraceSeconds": 30})
+        await log.notice(NoticeKind.SPEAKER_AWAY)
+        # WHEN the listener's connection drops, and the speaker returns before it rejoins
+        first.abort()
+        # THEN the rejoin's answer (no speakerAway) tells it the speaker is back
+        returned = await log.notice(NoticeKind.SPEAKER_RETURNED)
+        assert returned.sentence == "The speaker is back."
+        assert listener.state == ClientState.LIVE and not listener.speaker_away
+        await listener.close()
+
+
 async def test_a_dropped_speaker_reclaims_its_session_from_a_new_connection():
     async with FakeService() as fake:
         speaker = SpeakerClient(fake.url, "token", options=quick_options())

@@ -308,3 +308,43 @@ test("a captionAccepted for a line whose request timed out does not answer the n
   await assert.rejects(speaker.sendCaption("one", { lineId: "typed-a" }), { code: "REQUEST_TIMEOUT" });
   assert.equal((await speaker.sendCaption("two", { lineId: "typed-b" })).seq, 2);
 });
+
+test("a refresh or rejoin answer tells the listener how the speaker is when the notice missed it", async (t) => {
+  let speakerAway = true;
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "refreshConnection") {
+      send(socket, { type: "connectionRefreshComplete", sessionId: message.sessionId, role: "listener", targetLanguage: message.targetLanguage, ...(speakerAway ? { speakerAway } : {}) });
+    } else joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({
+    url: server.url,
+    WebSocket,
+    heartbeatIntervalSeconds: 60,
+    backoff: { initialDelaySeconds: 0.05, maxDelaySeconds: 0.1 },
+  });
+  t.after(() => listener.close());
+  const told = [];
+  listener.on("speakerAway", () => told.push("away"));
+  listener.on("speakerReturned", () => told.push("returned"));
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  const refresh = (socket) => send(socket, { type: "connectionRefreshRequired", sessionId: "faithful-shepherd-427", role: "listener", targetLanguage: "es", message: "refresh" });
+  // WHEN the speaker dropped during a refresh, and only the answer says so
+  refresh(server.sockets[0]);
+  await listener.once("refreshed");
+  assert.deepEqual(told, ["away"]);
+  assert.equal(listener.speakerAway, true);
+  // AND it came back during the next refresh
+  speakerAway = false;
+  refresh(server.sockets[1]);
+  await listener.once("refreshed");
+  assert.deepEqual(told, ["away", "returned"]);
+  // AND it dropped again, and the listener's own connection drops: the rejoin's answer says so
+  send(server.sockets[2], { type: "speakerAway", sessionId: "faithful-shepherd-427", reconnectGraceSeconds: 30 });
+  await until(() => told.length === 3, "the speakerAway notice");
+  server.sockets[2].terminate();
+  await listener.once("reconnected");
+  // (the scripted join answer carries no speakerAway: the speaker came back meanwhile)
+  assert.deepEqual(told, ["away", "returned", "away", "returned"]);
+  assert.equal(listener.speakerAway, false);
+});

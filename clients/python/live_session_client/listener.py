@@ -103,10 +103,15 @@ class ListenerClient(SessionClient):
             self.connection_id = answer.get("connectionId", self.connection_id)
 
     def _after_rejoin(self, answer: dict[str, Any]) -> None:
-        # Joined during the speaker's grace: the session is live but nobody speaks yet.
-        if answer.get("speakerAway") is True and not self.speaker_away:
+        # The answer says how the speaker is now: a speakerAway or speakerReturned sent while
+        # this seat was being taken may have gone to the closing connection or to none.
+        away = answer.get("speakerAway") is True
+        if away and not self.speaker_away:
             self.speaker_away = True
             self._notice(NoticeKind.SPEAKER_AWAY, describe("speakerAwayOnJoin"), answer)
+        elif self.speaker_away and not away:
+            self.speaker_away = False
+            self._notice(NoticeKind.SPEAKER_RETURNED, describe("speakerReturned"), answer)
 
     def _on_session_message(self, link: Link, message: dict[str, Any]) -> None:
         kind = message.get("type")

@@ -22,6 +22,7 @@ from session_manager.errors import (
     UnsupportedLanguageError,
 )
 from session_manager.languages import LanguageCatalog
+from session_manager.models import Session
 from session_manager.observability import fingerprint, metrics
 from session_manager.outcomes import Decision, Outcome, Refusal, WriteResult
 from session_manager.ports import Clock, ConnectionStore, SessionStore
@@ -70,17 +71,11 @@ class ListenerService:
         self._require_speakable(request.target_language, request.session_id)
         now = now_ms(self.clock)
         self.limiter.join_attempt(caller.source_ip, now / 1000, request.session_id)
-        # Read for the reply's sourceLanguage; a connection that already holds a seat is refused
-        # by the join transaction itself, which saves a read on the hot path of a join storm.
-        session = self.sessions.get(request.session_id)
-        if not rules.is_live(session, now / 1000):
-            self.limiter.join_failed(caller.source_ip, now / 1000)
-            raise SessionNotFoundError(session_id=request.session_id)
-        capacity = self.settings.max_listeners_per_session
-        result = self.sessions.add_listener(
-            request.session_id, caller.connection_id, request.target_language, now, capacity
+        # A connection that already holds a seat, an unknown id and a full session are all
+        # refused by the seat's transaction itself; the session is read only after it.
+        session = self._take_seat(
+            caller, request.session_id, request.target_language, now, self.settings.max_listeners_per_session
         )
-        self._raise_unless_seated(result, request.session_id, request.target_language, capacity, now)
         metrics.add_metric(
             name="ListenerJoinLatency", unit="Milliseconds", value=(time.perf_counter() - started) * 1000
         )
@@ -130,15 +125,9 @@ class ListenerService:
         self._require_speakable(request.target_language, request.session_id)
         now = now_ms(self.clock)
         self.limiter.join_attempt(caller.source_ip, now / 1000, request.session_id)
-        capacity = 2 * self.settings.max_listeners_per_session
-        result = self.sessions.add_listener(
-            request.session_id, caller.connection_id, request.target_language, now, capacity
+        session = self._take_seat(
+            caller, request.session_id, request.target_language, now, 2 * self.settings.max_listeners_per_session
         )
-        try:
-            self._raise_unless_seated(result, request.session_id, request.target_language, capacity, now)
-        except SessionNotFoundError:
-            self.limiter.join_failed(caller.source_ip, now / 1000)
-            raise
         logger.info(
             "connection refreshed",
             extra={
@@ -154,9 +143,28 @@ class ListenerService:
                 sessionId=request.session_id,
                 role=Role.LISTENER.value,
                 targetLanguage=request.target_language,
+                speakerAway=True if rules.speaker_is_away(session) else None,
             ),
             *self.captions.missed(request.session_id, request.target_language, request.last_seq),
         )
+
+    def _take_seat(self, caller: Caller, session_id: str, target_language: str, now: int, capacity: int) -> Session:
+        """Seat the caller's connection, then read the session as it is once the seat exists.
+        Read after, not before (decision 79 in docs/decisions.md): a speakerAway or
+        speakerReturned whose listener query missed the new seat had its mark written before
+        the seat, so this read sees it, and the answer carries what that notice could not."""
+        result = self.sessions.add_listener(session_id, caller.connection_id, target_language, now, capacity)
+        try:
+            self._raise_unless_seated(result, session_id, target_language, capacity, now)
+        except SessionNotFoundError:
+            self.limiter.join_failed(caller.source_ip, now / 1000)
+            raise
+        session = self.sessions.get(session_id)
+        if session is None:
+            # Only a TTL deletion between the write and this read could do it; the sweeper
+            # frees the seat.
+            raise SessionNotFoundError(session_id=session_id)
+        return session
 
     def seat_outcome(
         self, result: WriteResult, session_id: str, target_language: str, capacity: int, now: int
