@@ -931,7 +931,7 @@ export class ListenerClient extends SessionClient {
     this.on("speakerReturned", () => {
       this.speakerAway = false;
     });
-    this.on("refreshed", (complete) => this._matchSpeaker(complete));
+    this.on("refreshed", (complete) => this._matchSpeaker(complete, this.connection));
   }
 
   async connect() {
@@ -958,25 +958,27 @@ export class ListenerClient extends SessionClient {
     const payload = { action: "joinSession", sessionId: normalizeSessionId(sessionId) ?? sessionId, targetLanguage };
     if (lastSeq !== undefined && lastSeq !== null) payload.lastSeq = lastSeq;
     const joined = await connection.request(payload, ["sessionJoined"]);
-    this._joined(joined);
+    this._joined(joined, connection);
     this._setState(State.LIVE);
     return joined;
   }
 
-  _joined(joined) {
+  _joined(joined, connection) {
     this.sessionId = joined.sessionId;
     this.targetLanguage = joined.targetLanguage;
     this.sourceLanguage = joined.sourceLanguage;
-    this._matchSpeaker(joined);
+    this._matchSpeaker(joined, connection);
   }
 
   /**
-   * A join, rejoin or refresh answer says how the speaker is now: a speakerAway or speakerReturned
-   * sent while this seat was being taken may have gone to the closing connection or to none.
+   * A join, rejoin or refresh answer on `connection` says how the speaker was once the seat
+   * existed: a speakerAway or speakerReturned sent while it was being taken may have gone to the
+   * closing connection or to none. A notice that already came on `connection` is at least as new
+   * as the answer (its listener query found the seat), so it wins.
    */
-  _matchSpeaker(answer) {
+  _matchSpeaker(answer, connection) {
     const away = answer.speakerAway === true;
-    if (away === this.speakerAway) return;
+    if (away === this.speakerAway || this._speakerHeardOn === connection) return;
     const type = away ? "speakerAway" : "speakerReturned";
     this._emit(type, { type, sessionId: answer.sessionId, timestamp: answer.timestamp });
   }
@@ -988,6 +990,7 @@ export class ListenerClient extends SessionClient {
     const left = await connection.request({ action: "leaveSession" }, ["sessionLeft"]);
     this.sessionId = null;
     this.speakerAway = false;
+    this._speakerHeardOn = null;
     this._setState(State.CONNECTED);
     return left;
   }
@@ -1000,6 +1003,7 @@ export class ListenerClient extends SessionClient {
   }
 
   _handle(connection, message) {
+    if (message.type === "speakerAway" || message.type === "speakerReturned") this._speakerHeardOn = connection;
     if (message.type !== "caption") return super._handle(connection, message);
     this._showCaptions(this._captions.accept(captionFromMessage(message)));
     this._emit("message", message);
@@ -1048,7 +1052,7 @@ export class ListenerClient extends SessionClient {
       { action: "joinSession", sessionId: this.sessionId, targetLanguage: this.targetLanguage, ...this._lastSeqField() },
       ["sessionJoined"],
     );
-    this._joined(joined);
+    this._joined(joined, connection);
     return joined;
   }
 }

@@ -372,6 +372,32 @@ async def test_a_refresh_answer_tells_the_listener_how_the_speaker_is_when_the_n
         await listener.close()
 
 
+async def test_a_speaker_notice_that_came_on_the_new_connection_before_its_answer_wins_over_it():
+    async with FakeService() as fake:
+
+        async def returned_overtakes_a_stale_answer(connection: FakeConnection, message: dict) -> None:
+            # The speaker came back after the refresh read the session: its speakerReturned
+            # (which found the new seat) overtakes the answer, which still says away.
+            connection.role = "listener"
+            await connection.send({"type": "speakerReturned", "sessionId": SESSION_ID, "message": "Back."})
+            await connection.send(
+                {"type": "connectionRefreshComplete", "sessionId": SESSION_ID, "role": "listener", "speakerAway": True}
+            )
+
+        fake.responders["refreshConnection"] = returned_overtakes_a_stale_answer
+        listener, log, first = await joined_listener(fake)
+        await first.send({"type": "speakerAway", "sessionId": SESSION_ID, "reconnectGraceSeconds": 30})
+        await log.notice(NoticeKind.SPEAKER_AWAY)
+        # WHEN the listener refreshes as the speaker comes back
+        await first.send(refresh_required())
+        await log.notice(NoticeKind.REFRESHED)
+        # THEN it is told the speaker is back, and the stale answer does not say otherwise
+        assert not listener.speaker_away
+        await asyncio.sleep(0.3)  # any notice the answer wrongly caused is in the log by now
+        assert len(log.notices(NoticeKind.SPEAKER_AWAY)) == len(log.notices(NoticeKind.SPEAKER_RETURNED)) == 1
+        await listener.close()
+
+
 async def test_a_rejoin_after_a_drop_tells_the_listener_the_speaker_came_back_meanwhile():
     async with FakeService() as fake:
         listener, log, first = await joined_listener(fake)

@@ -348,3 +348,27 @@ test("a refresh or rejoin answer tells the listener how the speaker is when the 
   assert.deepEqual(told, ["away", "returned", "away", "returned"]);
   assert.equal(listener.speakerAway, false);
 });
+
+test("a speaker notice that came on the new connection before its refresh answer wins over the answer", async (t) => {
+  const server = await scriptedServer((socket, message) => {
+    if (message.action === "refreshConnection") {
+      // The speaker came back after the refresh read the session: its speakerReturned (which
+      // found the new seat) overtakes the answer, which still says away.
+      send(socket, { type: "speakerReturned", sessionId: message.sessionId, message: "back" });
+      send(socket, { type: "connectionRefreshComplete", sessionId: message.sessionId, role: "listener", targetLanguage: message.targetLanguage, speakerAway: true });
+    } else joinAndRefreshScript(socket, message);
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60 });
+  t.after(() => listener.close());
+  const told = [];
+  listener.on("speakerAway", () => told.push("away"));
+  listener.on("speakerReturned", () => told.push("returned"));
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  send(server.sockets[0], { type: "speakerAway", sessionId: "faithful-shepherd-427", reconnectGraceSeconds: 30 });
+  await until(() => told.length === 1, "the speakerAway notice");
+  send(server.sockets[0], { type: "connectionRefreshRequired", sessionId: "faithful-shepherd-427", role: "listener", targetLanguage: "es", message: "refresh" });
+  await listener.once("refreshed");
+  assert.deepEqual(told, ["away", "returned"]);
+  assert.equal(listener.speakerAway, false);
+});

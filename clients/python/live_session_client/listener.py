@@ -44,6 +44,7 @@ class ListenerClient(SessionClient):
         self.source_language: str | None = None
         self.connection_id: str | None = None
         self.speaker_away = False
+        self._speaker_heard_on: Link | None = None
         self.captions = CaptionSequencer(self.options.reorder_window_seconds)
         self._release_timer: asyncio.TimerHandle | None = None
 
@@ -61,7 +62,7 @@ class ListenerClient(SessionClient):
             )
             self._on_rejoined(answer)
             self._became_live(link, describe("joined", **{**answer, "language": self.language}))
-            self._after_rejoin(answer)
+            self._after_rejoin(link, answer)
             return answer
 
     async def leave(self) -> None:
@@ -102,9 +103,13 @@ class ListenerClient(SessionClient):
             self.source_language = answer.get("sourceLanguage", self.source_language)
             self.connection_id = answer.get("connectionId", self.connection_id)
 
-    def _after_rejoin(self, answer: dict[str, Any]) -> None:
-        # The answer says how the speaker is now: a speakerAway or speakerReturned sent while
-        # this seat was being taken may have gone to the closing connection or to none.
+    def _after_rejoin(self, link: Link, answer: dict[str, Any]) -> None:
+        # The answer says how the speaker was once the seat existed: a speakerAway or
+        # speakerReturned sent while it was being taken may have gone to the closing connection
+        # or to none. A notice that already came on this link is at least as new (its listener
+        # query found the seat), so it wins.
+        if self._speaker_heard_on is link:
+            return
         away = answer.get("speakerAway") is True
         if away and not self.speaker_away:
             self.speaker_away = True
@@ -119,7 +124,13 @@ class ListenerClient(SessionClient):
             caption = Caption.from_message(message)
             if caption is not None:
                 self._show(self.captions.accept(caption))
-        elif kind == MessageType.SPEAKER_AWAY and not self.speaker_away:
+        elif kind in (MessageType.SPEAKER_AWAY, MessageType.SPEAKER_RETURNED):
+            self._speaker_heard_on = link
+            self._on_speaker_notice(message)
+
+    def _on_speaker_notice(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == MessageType.SPEAKER_AWAY and not self.speaker_away:
             self.speaker_away = True
             self._notice(NoticeKind.SPEAKER_AWAY, describe("speakerAway", **message), message)
         elif kind == MessageType.SPEAKER_RETURNED and self.speaker_away:

@@ -141,8 +141,8 @@ class SessionClient:
     def _on_rejoined(self, answer: dict[str, Any]) -> None:
         """The answer to a rejoin, before the client is live again."""
 
-    def _after_rejoin(self, answer: dict[str, Any]) -> None:
-        """The answer to a join or rejoin, once the client has said it is live again."""
+    def _after_rejoin(self, link: Link, answer: dict[str, Any]) -> None:
+        """The answer to a join or rejoin on `link`, once the client has said it is live again."""
 
     def _emit(self, event: ClientEvent) -> None:
         self._events.put_nowait(event)
@@ -378,7 +378,7 @@ class SessionClient:
         else:
             self.reconnect_count += 1
             self._became_live(new, describe("reconnected", sessionId=self.session_id))
-        self._after_rejoin(answer)
+        self._after_rejoin(new, answer)
 
     async def _try_rejoin(self, after_drop: bool) -> Link | object:
         """One attempt: the new link, now current; RETRY (after a pause); or STOP. Ends
