@@ -342,6 +342,25 @@ def refresh_required() -> dict:
     }
 
 
+async def test_a_slow_close_of_the_old_connection_does_not_make_the_next_refresh_notice_go_unheard():
+    async with FakeService() as fake:
+        listener, log, first = await joined_listener(fake, heartbeat=60.0)
+        # GIVEN the old connection will not answer its closing handshake (the client waits up to
+        # its open timeout, 5 s here, before it drops it)
+        first.socket.transport.pause_reading()
+        await first.send(refresh_required())
+        second = await fake.connection(2)
+        await log.notice(NoticeKind.REFRESHED)
+        # WHEN the next refresh notice comes while the old connection is still closing
+        await second.send(refresh_required())
+        # THEN the client refreshes again at once
+        third = await fake.connection(3, timeout=3.0)
+        await third.next_message("refreshConnection", timeout=3.0)
+        assert not first.closed.is_set()
+        first.socket.transport.resume_reading()
+        await listener.close()
+
+
 async def test_a_refresh_answer_tells_the_listener_how_the_speaker_is_when_the_notice_missed_it():
     async with FakeService() as fake:
         away = {"speakerAway": True}

@@ -157,7 +157,9 @@ describe("against the local stack", () => {
     const created = await host.createSession({ sourceLanguage: "en" });
     await assert.rejects(guest.joinSession({ sessionId: created.sessionId, targetLanguage: "sw" }), { code: "UNSUPPORTED_LANGUAGE" });
     await assert.rejects(guest.joinSession({ sessionId: created.sessionId, targetLanguage: "ES" }), { code: "INVALID_LANGUAGE" });
-    const seats = [listener(), listener(), listener()];
+    // Heartbeats every 30 s: a seat refreshing (the FAST stack asks after 1.2 s) counts twice for
+    // a moment, and the third seat's join, slow on a busy machine, would find the session full.
+    const seats = [0, 1, 2].map(() => listener({ heartbeatIntervalSeconds: 30 }));
     for (const seat of seats) await seat.joinSession({ sessionId: created.sessionId, targetLanguage: "es" });
     await assert.rejects(guest.joinSession({ sessionId: created.sessionId, targetLanguage: "es" }), {
       code: "SESSION_FULL",

@@ -363,8 +363,10 @@ class SessionClient:
             new = outcome
             if old is not None and old is not new:
                 # Still in self._links while it closes: what it received before the close is
-                # shown (the sequencer drops what the new link also brings).
-                await old.close()
+                # shown (the sequencer drops what the new link also brings). Closed in the
+                # background: a refresh notice that comes while this task runs is ignored, and
+                # a slow closing handshake (up to the open timeout) must not make it miss one.
+                self._background_task(old.close())
             return
 
     def _switch_to(self, new: Link, answer: dict[str, Any]) -> None:
