@@ -5,8 +5,11 @@
 // The server numbers captions per session (`seq`). A listener can get a line twice (the old and the
 // new connection overlap during a refresh; a rejoin replays from `lastSeq`) or early (two
 // invocations fanning out consecutive lines can cross). Seqs also have gaps a listener never fills:
-// partial lines go to source-language listeners only. So a line that arrives ahead of a gap (and
-// the very first line seen) is held for at most `reorderWindowMs`, then shown anyway. A final line
+// partial lines go to source-language listeners only. A final line names the final line before it
+// (`previousSeq`), so one whose previous line is shown is shown at once, whatever the gap (decision
+// 80). Any other line that arrives ahead of a gap (and the very first line seen) is held for at
+// most `reorderWindowMs`, then shown anyway; a final line it named that is still missing then is
+// asked for again at the next rejoin or refresh (`resumeAfter`). A final line
 // that comes later still (its invocation was slower than the window on a busy moment) is shown
 // late, marked `late`, rather than lost: it was never shown, and CaptionLines puts it in its place
 // by seq (decision 77). Seqs are remembered, not just the highest, so late never means twice. A
@@ -24,6 +27,11 @@ const REMEMBERED_FINAL_LINES = 1000;
 // The seqs shown are remembered (a late line is shown once, never twice) this many at a time; a
 // line later than that many others is older than anything a listener still reads, and dropped.
 const REMEMBERED_SEQS = 1000;
+// A final line found missing (a later one named it as `previousSeq` and it did not come within the
+// reorder window) is asked for again at a rejoin or refresh for this long: it may have been on its
+// way on the connection that dropped. The server keeps lines CAPTION_HISTORY_SECONDS (default
+// 120), so older ones cannot come back.
+const MISSING_REMEMBERED_MS = 120_000;
 /** How many lines a CaptionLines keeps (older ones scroll away). */
 export const DEFAULT_KEPT_LINES = 200;
 
@@ -46,6 +54,7 @@ export function captionFromMessage(message) {
     final: message.final !== false,
     timestamp: Number.isFinite(message.timestamp) ? message.timestamp : null,
     untranslated: message.untranslated === true,
+    previousSeq: Number.isSafeInteger(message.previousSeq) && message.previousSeq >= 0 ? message.previousSeq : null,
   };
 }
 
@@ -66,11 +75,28 @@ export class CaptionSequencer {
     this._shown = new Set();
     // Seqs at or below this are stale whatever they carry: forgotten, or shown before a reload.
     this._floor = lastSeq ?? 0;
+    /** @type {Map<number, number>} final lines named by a later one and not shown -> when noted */
+    this._missing = new Map();
   }
 
-  /** The highest seq shown: what a rejoin or refresh sends as `lastSeq` (null before the first). */
+  /** The highest seq shown (null before the first). */
   get lastSeq() {
     return this._lastSeq;
+  }
+
+  /**
+   * What a rejoin or refresh sends as `lastSeq`: the highest seq shown, or just before the oldest
+   * final line found missing in the last MISSING_REMEMBERED_MS, so that a line still on its way on
+   * the connection that dropped comes back with the replay (decision 80). The replayed lines
+   * already shown are dropped as seen.
+   */
+  get resumeAfter() {
+    const horizon = this._now() - MISSING_REMEMBERED_MS;
+    for (const [seq, at] of this._missing) {
+      if (at >= horizon) break;
+      this._missing.delete(seq);
+    }
+    return this._missing.size ? Math.min(...this._missing.keys()) - 1 : this._lastSeq;
   }
 
   /** True while a line waits for the ones before it. */
@@ -92,7 +118,7 @@ export class CaptionSequencer {
   accept(caption) {
     if (!caption || this._isStale(caption)) return [];
     if (this._lastSeq !== null && caption.seq < this._lastSeq) return this._show({ ...caption, late: true });
-    if (this._isNext(caption.seq)) return [...this._show(caption), ...this._releaseConsecutive()];
+    if (this._isNext(caption)) return [...this._show(caption), ...this._releaseConsecutive()];
     // Also the first caption: a line fanned out just before it may still be on its way.
     if (!this._held.has(caption.seq)) this._held.set(caption.seq, { caption, arrivedAt: this._now() });
     return this.releaseDue();
@@ -105,7 +131,7 @@ export class CaptionSequencer {
     while (this._held.size) {
       const seq = Math.min(...this._held.keys());
       const { caption, arrivedAt } = this._held.get(seq);
-      if (now - arrivedAt < this.reorderWindowMs && !this._isNext(seq)) break;
+      if (now - arrivedAt < this.reorderWindowMs && !this._isNext(caption)) break;
       this._held.delete(seq);
       if (!this._isStale(caption)) ready.push(...this._show(caption));
     }
@@ -123,8 +149,24 @@ export class CaptionSequencer {
     return ready;
   }
 
-  _isNext(seq) {
-    return this._lastSeq !== null && seq === this._lastSeq + 1;
+  /**
+   * Nothing this listener gets can still come before `caption`: the seq after the last one shown,
+   * or a final line whose previous final line is shown (the seqs between are partial lines, which
+   * only source-language listeners get, decision 80). The session's first final line names none
+   * (0): nothing comes before it even when it is the first line seen. A line held before it (a
+   * source-language listener's partial) still goes first.
+   */
+  _isNext(caption) {
+    if (this._lastSeq !== null && caption.seq === this._lastSeq + 1) return true;
+    const previous = caption.final ? (caption.previousSeq ?? null) : null;
+    if (previous === null) return false;
+    for (const seq of this._held.keys()) if (seq < caption.seq) return false;
+    if (this._lastSeq === null) return previous === 0;
+    return caption.seq > this._lastSeq && this._hasShown(previous);
+  }
+
+  _hasShown(seq) {
+    return seq <= this._floor || this._shown.has(seq);
   }
 
   _isStale(caption) {
@@ -137,6 +179,13 @@ export class CaptionSequencer {
   }
 
   _show(caption) {
+    const previous = caption.previousSeq ?? null;
+    // (Before the first line shown, a line may be from before the listener joined.)
+    if (this._lastSeq !== null && caption.final && previous !== null && !this._hasShown(previous)) {
+      this._missing.set(previous, this._now());
+      if (this._missing.size > REMEMBERED_SEQS) this._missing.delete(this._missing.keys().next().value);
+    }
+    this._missing.delete(caption.seq);
     this._lastSeq = Math.max(caption.seq, this._lastSeq ?? 0);
     this._shown.add(caption.seq);
     if (this._shown.size > REMEMBERED_SEQS) {
@@ -159,9 +208,11 @@ export class CaptionSequencer {
 
   _releaseConsecutive() {
     const ready = [];
-    while (this._lastSeq !== null && this._held.has(this._lastSeq + 1)) {
-      const { caption } = this._held.get(this._lastSeq + 1);
-      this._held.delete(this._lastSeq + 1);
+    while (this._held.size) {
+      const seq = Math.min(...this._held.keys());
+      const { caption } = this._held.get(seq);
+      if (!this._isNext(caption)) break;
+      this._held.delete(seq);
       ready.push(...this._show(caption));
     }
     return ready;

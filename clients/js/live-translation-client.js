@@ -938,7 +938,7 @@ export class ListenerClient extends SessionClient {
     await this._ensureConnection();
   }
 
-  /** The highest caption seq shown (null before the first): what a rejoin sends as `lastSeq`. */
+  /** The highest caption seq shown (null before the first); a rejoin may send a lower `lastSeq` to ask again for a missing line (decision 80). */
   get lastSeq() {
     return this._captions.lastSeq;
   }
@@ -1027,7 +1027,7 @@ export class ListenerClient extends SessionClient {
   // Every way back names the last line shown, so the server replays exactly the missed ones. A
   // listener that has shown none yet asks from 0: a line from just before its join beats a lost one.
   _lastSeqField() {
-    return { lastSeq: this._captions.lastSeq ?? 0 };
+    return { lastSeq: this._captions.resumeAfter ?? 0 };
   }
 
   _refreshPayload(notice) {

@@ -29,8 +29,8 @@ class FakeClock:
         return self.now
 
 
-def caption(seq: int, *, final: bool = True, line: str | None = None) -> Caption:
-    return Caption("s", seq, line or f"line-{seq}", "es", f"text {seq}", final, None)
+def caption(seq: int, *, final: bool = True, line: str | None = None, previous: int | None = None) -> Caption:
+    return Caption("s", seq, line or f"line-{seq}", "es", f"text {seq}", final, None, previous_seq=previous)
 
 
 def seqs(captions: list[Caption]) -> list[int]:
@@ -89,6 +89,83 @@ def test_an_unfilled_gap_is_skipped_after_the_window():
     assert sequencer.last_seq == 3
     assert sequencer.accept(caption(2)) == []
     assert sequencer.accept(caption(3)) == []
+
+
+def test_a_dictated_line_whose_previous_line_is_shown_is_shown_at_once_across_the_partials_gap():
+    # GIVEN a translated-language listener: it never gets the partials (seqs 2-4) of line 5
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    # the session's first final line names none: nothing can come before it, so no wait
+    assert seqs(sequencer.accept(caption(1, previous=0))) == [1]
+    # WHEN the final line 5 comes, naming line 1 as the one before it THEN it is shown at once
+    assert seqs(sequencer.accept(caption(5, previous=1))) == [5]
+    # AND a line that names one not shown yet waits for it, and both come out in order
+    assert sequencer.accept(caption(9, previous=7)) == []
+    assert seqs(sequencer.accept(caption(7, previous=5))) == [7, 9]
+    assert sequencer.resume_after == 9
+
+
+def test_a_partial_held_before_a_final_line_still_goes_first():
+    # GIVEN a source-language listener whose first line seen is a partial (held: nothing shown yet)
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    assert sequencer.accept(caption(1, final=False, line="A")) == []
+    # WHEN the line's final words come, naming no line before them THEN they wait behind it
+    assert sequencer.accept(caption(2, line="A", previous=0)) == []
+    clock.now += 1
+    assert [(c.seq, c.final) for c in sequencer.release_due()] == [(1, False), (2, True)]
+
+
+def test_a_final_line_missing_past_the_window_is_asked_for_again_and_the_replay_shows_only_it():
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    sequencer.accept(caption(1, previous=0))
+    # GIVEN line 4 (after partials 2-3) names line 1; line 6 names 4, which does not come in time
+    assert seqs(sequencer.accept(caption(4, previous=1))) == [4]
+    assert sequencer.accept(caption(6, previous=5)) == []
+    clock.now += 1
+    assert seqs(sequencer.release_due()) == [6]
+    # THEN a rejoin asks for what followed 4, not 6
+    assert (sequencer.last_seq, sequencer.resume_after) == (6, 4)
+    # AND the replay shows 5 (late) and neither 4 nor 6 again; the rejoin point is 6 again
+    replayed = [*sequencer.accept(caption(5, previous=4)), *sequencer.accept(caption(6, previous=5))]
+    assert [(c.seq, c.late) for c in replayed] == [(5, True)]
+    assert sequencer.resume_after == 6
+
+
+def test_a_missing_line_is_not_asked_for_after_the_server_dropped_it_nor_one_before_the_first_line():
+    from live_session_client.captions import MISSING_REMEMBERED_SECONDS
+
+    clock = FakeClock()
+    sequencer = CaptionSequencer(0.0, clock)
+    # the first line seen names one from before this listener joined: not missing
+    sequencer.accept(caption(8, previous=6))
+    sequencer.release_due()
+    assert sequencer.resume_after == 8
+    sequencer.accept(caption(12, previous=10))
+    assert sequencer.resume_after == 9
+    clock.now += MISSING_REMEMBERED_SECONDS + 1
+    assert sequencer.resume_after == 12
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=30), st.data())
+def test_every_final_line_named_and_not_shown_is_after_the_rejoin_point(partial_gaps, data):
+    # the session's final lines, some after partial lines (gaps a translated listener never fills)
+    finals, seq = [], 0
+    for gap in partial_gaps:
+        seq += 3 if gap else 1
+        finals.append(caption(seq, previous=finals[-1].seq if finals else 0))
+    arrivals = data.draw(st.lists(st.sampled_from(finals), max_size=60))
+    clock = FakeClock()
+    sequencer = CaptionSequencer(1.0, clock)
+    shown: list[Caption] = []
+    for arrival in arrivals:
+        clock.now += data.draw(st.sampled_from([0.0, 0.1, 0.6, 1.5]))
+        shown += [*sequencer.accept(arrival), *sequencer.release_due()]
+        seen = {c.seq for c in shown}
+        named_missing = [c.previous_seq for c in shown[1:] if c.previous_seq and c.previous_seq not in seen]
+        assert all(sequencer.resume_after < missing for missing in named_missing)
+    assert len({c.seq for c in shown}) == len(shown)
 
 
 def test_a_late_partial_is_dropped_for_its_final_words():

@@ -21,6 +21,7 @@ from live_session_client import (
     RequestRefusedError,
     SpeakerClient,
 )
+from live_session_client.events import CaptionReceived
 from live_session_client.sentences import HANDSHAKE_SENTENCES, STATE_SENTENCES
 
 
@@ -239,6 +240,67 @@ async def test_a_dropped_listener_rejoins_with_its_last_seq_and_shows_replayed_l
         assert await log.captions_until(3) == [1, 2, 3]
         await listener.wait_for_state(ClientState.LIVE, timeout=5)
         assert ClientState.RECONNECTING in log.states() and listener.reconnect_count >= 1
+        await listener.close()
+
+
+async def test_a_dictated_line_is_shown_at_once_and_one_missing_before_a_drop_is_asked_for_again():
+    async with FakeService() as fake:
+
+        async def join_and_replay(connection: FakeConnection, message: dict) -> None:
+            await fake._answer_joinSession(connection, message)
+            # The kept final lines after lastSeq: 4 (after partials 2-3), 7 (after 5-6), 8.
+            for seq, previous in ((4, 1), (7, 4), (8, 7)):
+                if seq > message["lastSeq"]:
+                    await connection.caption(seq, previousSeq=previous)
+
+        # GIVEN a translated-language listener whose reorder window is far longer than any wait here
+        listener, log, first = await joined_listener(fake, reorder_window=30.0)
+        await first.caption(1, previousSeq=0)
+        await log.captions_until(1)  # the first line seen waits the window only when nothing follows
+        # WHEN a dictated line comes after partial lines it never gets (seqs 2-3)
+        await first.caption(4, previousSeq=1)
+        # THEN it is shown at once: it names line 1 as the line before it
+        assert await log.captions_until(2, timeout=10) == [1, 4]
+        # AND WHEN line 8 names 7, which is on its way on the connection that then drops
+        await first.caption(8, previousSeq=7)
+        fake.responders["joinSession"] = join_and_replay
+        first.abort()
+        second = await fake.connection(2)
+        # THEN the rejoin asks for what followed 4, the last line before the one still missing
+        assert (await second.next_message("joinSession"))["lastSeq"] == 4
+        # AND 7 and 8 are shown once each, in order
+        assert await log.captions_until(4) == [1, 4, 7, 8]
+        await asyncio.sleep(0.3)
+        assert log.caption_seqs() == [1, 4, 7, 8]
+        await listener.close()
+
+
+async def test_a_final_line_found_missing_just_before_a_drop_is_asked_for_again_and_shown_late_once():
+    async with FakeService() as fake:
+
+        async def join_and_replay(connection: FakeConnection, message: dict) -> None:
+            await fake._answer_joinSession(connection, message)
+            for seq, previous in ((4, 1), (7, 4), (8, 7)):
+                if seq > message["lastSeq"]:
+                    await connection.caption(seq, previousSeq=previous)
+
+        listener, log, first = await joined_listener(fake, reorder_window=0.2)
+        await first.caption(1, previousSeq=0)
+        await first.caption(4, previousSeq=1)
+        # GIVEN line 7's invocation is slow: 8, which names it, is shown without it after the window
+        await first.caption(8, previousSeq=7)
+        assert await log.captions_until(3) == [1, 4, 8]
+        fake.responders["joinSession"] = join_and_replay
+        # WHEN the connection drops before 7 arrives
+        first.abort()
+        second = await fake.connection(2)
+        # THEN the rejoin asks for what followed 6, just before the missing line
+        assert (await second.next_message("joinSession"))["lastSeq"] == 6
+        # AND 7 is shown (late, for its place), and 8 is not shown again
+        assert await log.captions_until(4) == [1, 4, 8, 7]
+        await asyncio.sleep(0.3)
+        shown = [event.caption for event in log.events if isinstance(event, CaptionReceived)]
+        assert [(c.seq, c.late) for c in shown] == [(1, False), (4, False), (8, False), (7, True)]
         await listener.close()
 
 

@@ -192,7 +192,7 @@ class FakeSessionStore:
             self.t.sessions[session_id] = replace(session, listener_count=sum(actual.values()), language_counts=counts)
             return True
 
-    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
+    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int, final: bool) -> WriteResult:
         with self.t.lock:
             session = self.t.sessions.get(session_id)
             if (
@@ -203,6 +203,10 @@ class FakeSessionStore:
             ):
                 return Refusal(session_failed=True, session=session)
             numbered = replace(session, caption_seq=session.caption_seq + 1)
+            if final:
+                numbered = replace(
+                    numbered, previous_final_seq=session.last_final_seq, last_final_seq=numbered.caption_seq
+                )
             self.t.sessions[session_id] = numbered
             return Written(numbered)
 

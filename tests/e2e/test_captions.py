@@ -40,12 +40,24 @@ async def test_a_line_in_progress_reaches_only_the_source_language(stack: Stack)
 
     await speaker.request("sendCaption", text="In the beg", final=False, lineId="l1")
     await speaker.request("sendCaption", text="In the beginning", lineId="l1")
+    await speaker.request("sendCaption", text="was the", final=False, lineId="l2")
+    await speaker.request("sendCaption", text="was the Word", lineId="l2")
 
-    assert [(c["text"], c["final"]) for c in await captions(english, 2)] == [
-        ("In the beg", False),
-        ("In the beginning", True),
+    # (Sorted: two invocations' lines can cross on the wire; the clients put them in order.)
+    english_lines = sorted(await captions(english, 4), key=lambda c: c["seq"])
+    assert [(c["seq"], c["text"], c["final"], c.get("previousSeq")) for c in english_lines] == [
+        (1, "In the beg", False, None),
+        (2, "In the beginning", True, 0),
+        (3, "was the", False, None),
+        (4, "was the Word", True, 2),
     ]
-    assert [c["text"] for c in await captions(spanish, 1)] == ["[es] In the beginning"]
+    # Each final line names the final line before it: the Spanish listener, who never gets the
+    # partial lines (seqs 1 and 3), can tell they are not missing lines (decision 80).
+    spanish_lines = sorted(await captions(spanish, 2), key=lambda c: c["seq"])
+    assert [(c["seq"], c["text"], c["previousSeq"]) for c in spanish_lines] == [
+        (2, "[es] In the beginning", 0),
+        (4, "[es] was the Word", 2),
+    ]
     await spanish.silent_for(1)
 
 

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from session_manager import rules
+from session_manager.captions import caption_message
 from session_manager.errors import InvalidActionError, SessionFullError, SessionNotFoundError
 from session_manager.outcomes import Outcome, Refusal
 from session_manager.protocol import JoinSessionRequest, Role, SendCaptionRequest
@@ -226,6 +227,34 @@ def test_a_caption_whose_numbering_answer_was_lost_is_numbered_once(services, dy
     assert lost.lost == 1
     assert [first.first["seq"], second.first["seq"]] == [1, 2]
     assert session_item(dynamodb_client, session_id)["captionSeq"] == 2
+
+
+def test_a_final_line_names_the_final_line_before_it_across_partials_and_a_lost_answer(dynamodb_client, management_api):
+    # GIVEN a speaker who dictates: a final line, two partials of the next, then its final
+    services = build(SerializedClient(dynamodb_client), management_api, captions_table="CaptionsTable")
+    speaker, session_id = create_session(services)
+    captions = services.services.captions
+
+    def send(text: str, final: bool, line: str):
+        return captions.send_caption(speaker.caller, SendCaptionRequest(text, final, line))
+
+    send("In the beginning.", True, "l1")
+    send("God", False, "l2")
+    send("God created", False, "l2")
+    fourth = send("God created the heavens.", True, "l2")
+    # AND a final line whose numbering answer is lost (the SDK retries the write)
+    lost = LoseFirstAnswer(dynamodb_client, "UpdateItem", naming="lastFinalSeq")
+    fifth = send("And the earth.", True, "l3")
+    # THEN each final line's caption names the final line before it, partials skipped
+    assert lost.lost == 1
+    assert [fourth.first["seq"], fifth.first["seq"]] == [4, 5]
+    assert [caption_message(line)["previousSeq"] for line in captions.captions.since(session_id, "en", 0, 0)] == [
+        0,
+        1,
+        4,
+    ]
+    item = session_item(dynamodb_client, session_id)
+    assert (item["captionSeq"], item["lastFinalSeq"], item["previousFinalSeq"]) == (5, 5, 4)
 
 
 # ---------------------------------------------------------------- TTLs in epoch seconds

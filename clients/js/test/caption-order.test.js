@@ -230,3 +230,77 @@ test("a late line goes before the first line that appeared after it; the others 
   lines.apply({ ...caption(6, { lineId: "w" }), late: true }); // later than every place: at the end
   assert.deepEqual(lines.lines.map((line) => line.lineId), ["z", "x", "t", "w"]);
 });
+
+test("a dictated line whose previous line is shown is shown at once across the partials' gap", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ reorderWindowMs: 1000, now: time.now });
+  // The session's first final line names none: nothing can come before it, so no wait.
+  assert.deepEqual(seqs(order.accept(caption(1, { previousSeq: 0 }))), [1]);
+  // A translated-language listener never gets the partials (seqs 2-4) of line 5.
+  assert.deepEqual(seqs(order.accept(caption(5, { previousSeq: 1 }))), [5]);
+  // A line naming one not shown yet waits for it, and both come out in order.
+  assert.deepEqual(order.accept(caption(9, { previousSeq: 7 })), []);
+  assert.deepEqual(seqs(order.accept(caption(7, { previousSeq: 5 }))), [7, 9]);
+  assert.equal(order.resumeAfter, 9);
+});
+
+test("a final line missing past the window is asked for again, the replay shows only it, and the ask ends with the server's history", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ reorderWindowMs: 1000, now: time.now });
+  // The first line seen names one from before this listener joined: not missing.
+  order.accept(caption(2, { previousSeq: 1 }));
+  order.accept(caption(4, { previousSeq: 3 }));
+  time.advance(1000);
+  assert.deepEqual(seqs(order.releaseDue()), [2, 4]);
+  assert.equal(order.resumeAfter, 2);
+  order.accept(caption(3, { previousSeq: 2 }));
+  assert.equal(order.resumeAfter, 4);
+  // Line 6 names 5, which does not come in time.
+  assert.deepEqual(order.accept(caption(6, { previousSeq: 5 })), []);
+  time.advance(1000);
+  assert.deepEqual(seqs(order.releaseDue()), [6]);
+  assert.deepEqual([order.lastSeq, order.resumeAfter], [6, 4]);
+  const replayed = [...order.accept(caption(5, { previousSeq: 4 })), ...order.accept(caption(6, { previousSeq: 5 }))];
+  assert.deepEqual(replayed.map((shown) => [shown.seq, shown.late === true]), [[5, true]]);
+  assert.equal(order.resumeAfter, 6);
+  order.accept(caption(9, { previousSeq: 8 }));
+  time.advance(1000);
+  assert.deepEqual(seqs(order.releaseDue()), [9]);
+  assert.equal(order.resumeAfter, 7);
+  time.advance(121_000);
+  assert.equal(order.resumeAfter, 9);
+});
+
+test("random arrivals of dictated lines: every final line named and not shown is after the rejoin point", () => {
+  let state = 11;
+  const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let round = 0; round < 300; round++) {
+    const finals = [];
+    for (let seq = 0, index = 0; index < 20; index++) {
+      seq += random() < 0.5 ? 3 : 1;
+      finals.push(caption(seq, { previousSeq: finals.at(-1)?.seq ?? 0 }));
+    }
+    const time = clock();
+    const order = new CaptionSequencer({ reorderWindowMs: 1000, now: time.now });
+    const shown = [];
+    for (let index = 0; index < 40; index++) {
+      time.advance([0, 100, 600, 1500][Math.floor(random() * 4)]);
+      shown.push(...order.accept(finals[Math.floor(random() * finals.length)]), ...order.releaseDue());
+      const seen = new Set(shown.map((line) => line.seq));
+      for (const line of shown.slice(1)) {
+        if (line.previousSeq && !seen.has(line.previousSeq)) assert.ok(order.resumeAfter < line.previousSeq, `round ${round}: ${line.previousSeq} missing, resume ${order.resumeAfter}`);
+      }
+    }
+    assert.equal(new Set(shown.map((line) => line.seq)).size, shown.length, `round ${round}: a line shown twice`);
+  }
+});
+
+test("a partial held before a final line still goes first", () => {
+  const time = clock();
+  const order = new CaptionSequencer({ reorderWindowMs: 1000, now: time.now });
+  // A source-language listener whose first line seen is a partial (held: nothing shown yet).
+  assert.deepEqual(order.accept(caption(1, { final: false, lineId: "A" })), []);
+  assert.deepEqual(order.accept(caption(2, { lineId: "A", previousSeq: 0 })), []);
+  time.advance(1000);
+  assert.deepEqual(order.releaseDue().map((shown) => [shown.seq, shown.final]), [[1, false], [2, true]]);
+});

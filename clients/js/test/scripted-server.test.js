@@ -372,3 +372,55 @@ test("a speaker notice that came on the new connection before its refresh answer
   assert.deepEqual(told, ["away", "returned"]);
   assert.equal(listener.speakerAway, false);
 });
+
+test("a final line found missing just before a drop is asked for again and shown late, once", async (t) => {
+  const joins = [];
+  const kept = [[4, 1], [7, 4], [8, 7]];
+  const server = await scriptedServer((socket, message) => {
+    joinAndRefreshScript(socket, message);
+    if (message.action !== "joinSession") return;
+    joins.push(message);
+    // The rejoin's replay: every kept final line after lastSeq.
+    if (joins.length > 1) for (const [seq, previousSeq] of kept) if (seq > message.lastSeq) send(socket, { type: "caption", seq, previousSeq, lineId: `l${seq}`, text: `line ${seq}` });
+  });
+  t.after(() => server.close());
+  const listener = new ListenerClient({
+    url: server.url,
+    WebSocket,
+    heartbeatIntervalSeconds: 60,
+    captionReorderWindowMs: 300,
+    backoff: { initialDelaySeconds: 0.05, maxDelaySeconds: 0.1 },
+  });
+  t.after(() => listener.close());
+  const shown = [];
+  listener.on("caption", (caption) => shown.push([caption.seq, caption.late === true]));
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  const line = (seq, previousSeq) => send(server.sockets[0], { type: "caption", seq, previousSeq, lineId: `l${seq}`, text: `line ${seq}` });
+  line(1, 0);
+  line(4, 1);
+  await until(() => shown.length === 2, "lines 1 and 4");
+  // Line 7's invocation is slow: 8, which names it, is shown without it after the window.
+  line(8, 7);
+  await until(() => shown.length === 3, "line 8");
+  server.sockets[0].terminate();
+  await listener.once("reconnected");
+  await until(() => shown.length === 4, "line 7");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(joins[1].lastSeq, 6);
+  assert.deepEqual(shown, [[1, false], [4, false], [8, false], [7, true]]);
+});
+
+test("a dictated line is shown at once: it names the line before it, so the partials' gap is no reason to wait", async (t) => {
+  const server = await scriptedServer(joinAndRefreshScript);
+  t.after(() => server.close());
+  // A reorder window far longer than the test's waits: any line held for it would time out.
+  const listener = new ListenerClient({ url: server.url, WebSocket, heartbeatIntervalSeconds: 60, captionReorderWindowMs: 60_000 });
+  t.after(() => listener.close());
+  const shown = [];
+  listener.on("caption", (caption) => shown.push(caption.seq));
+  await listener.joinSession({ sessionId: "faithful-shepherd-427", targetLanguage: "es" });
+  // The session's first line, then one after partial lines (2-4) this listener never gets.
+  for (const [seq, previousSeq] of [[1, 0], [5, 1], [9, 5]]) send(server.sockets[0], { type: "caption", seq, previousSeq, lineId: `l${seq}`, text: `line ${seq}` });
+  await until(() => shown.length === 3, "lines 1, 5 and 9");
+  assert.deepEqual(shown, [1, 5, 9]);
+});

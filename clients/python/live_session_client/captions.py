@@ -3,8 +3,11 @@
 The server numbers captions per session (`seq`). A listener can see a line twice (the old and the
 new connection overlap during a refresh; a resumed connection replays from `lastSeq`) or early
 (two invocations fanning out consecutive lines can cross). Seqs also have gaps a listener will
-never fill: partial lines go to source-language listeners only. So a line that arrives ahead of a
-gap (and the very first line seen) is held for at most `reorder_window_seconds`, then shown anyway.
+never fill: partial lines go to source-language listeners only. A final line names the final line
+before it (`previousSeq`), so one whose previous line is shown is shown at once, whatever the gap
+(decision 80). Any other line that arrives ahead of a gap (and the very first line seen) is held
+for at most `reorder_window_seconds`, then shown anyway; a final line it named that is still
+missing then is asked for again at the next rejoin or refresh (`resume_after`).
 A final line that comes later still (its invocation was slower than the window on a busy
 moment) is shown late, marked `late`, rather than lost: it was never shown, and a listener's
 screen puts it in its place by seq (decision 77). Seqs are remembered, not just the highest, so
@@ -25,6 +28,11 @@ REMEMBERED_SEQS = 1000
 # Finished lines' ids and words, for late partials and resends (a 90-minute service has a few
 # thousand lines, and neither comes that late).
 REMEMBERED_FINAL_LINES = 1000
+# A final line found missing (a later one named it as `previousSeq` and it did not come within the
+# reorder window) is asked for again at a rejoin or refresh for this long: it may have been on its
+# way on the connection that dropped. The server keeps lines CAPTION_HISTORY_SECONDS (default
+# 120), so older ones cannot come back.
+MISSING_REMEMBERED_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Caption:
     timestamp: int | None
     untranslated: bool = False
     late: bool = False  # came after lines with higher seqs were shown: goes in its place by seq
+    previous_seq: int | None = None  # final lines: the final line before this one (0: none)
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Caption | None:
@@ -55,13 +64,14 @@ class Caption:
             final=message.get("final", True) is not False,
             timestamp=message.get("timestamp") if type(message.get("timestamp")) is int else None,
             untranslated=message.get("untranslated") is True,
+            previous_seq=previous if type(previous := message.get("previousSeq")) is int and previous >= 0 else None,
         )
 
 
 class CaptionSequencer:
     """Feed it every caption from every connection; it hands back the ones to show, in order.
 
-    `last_seq` is the highest seq shown (what to send as `lastSeq` when rejoining)."""
+    `last_seq` is the highest seq shown; `resume_after` is what to send as `lastSeq` when rejoining."""
 
     def __init__(self, reorder_window_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.reorder_window_seconds = reorder_window_seconds
@@ -71,10 +81,22 @@ class CaptionSequencer:
         self._final_lines: dict[str, tuple[int, str]] = {}  # lineId -> (seq, words) of its final, oldest first
         self._shown: dict[int, None] = {}  # the seqs shown, oldest first (an ordered set)
         self._floor = 0  # seqs at or below this are forgotten: stale whatever they carry
+        self._missing: dict[int, float] = {}  # final lines named by a later one, not shown -> when
 
     @property
     def last_seq(self) -> int | None:
         return self._last_seq
+
+    @property
+    def resume_after(self) -> int | None:
+        """What a rejoin or refresh sends as `lastSeq`: the highest seq shown, or just before the
+        oldest final line found missing in the last MISSING_REMEMBERED_SECONDS, so that a line
+        still on its way on the connection that dropped comes back with the replay (decision 80).
+        The replayed lines already shown are dropped as seen."""
+        horizon = self._clock() - MISSING_REMEMBERED_SECONDS
+        while self._missing and next(iter(self._missing.values())) < horizon:
+            del self._missing[next(iter(self._missing))]
+        return min(self._missing) - 1 if self._missing else self._last_seq
 
     @property
     def holding(self) -> bool:
@@ -92,7 +114,7 @@ class CaptionSequencer:
             return []
         if self._last_seq is not None and caption.seq < self._last_seq:
             return self._show(replace(caption, late=True))
-        if self._is_next(caption.seq):
+        if self._is_next(caption):
             return [*self._show(caption), *self._release_consecutive()]
         # Also the first caption: a line fanned out just before it may still be on its way.
         self._held.setdefault(caption.seq, (caption, self._clock()))
@@ -105,7 +127,7 @@ class CaptionSequencer:
         while self._held:
             seq = min(self._held)
             caption, arrived = self._held[seq]
-            if now - arrived < self.reorder_window_seconds and not self._is_next(seq):
+            if now - arrived < self.reorder_window_seconds and not self._is_next(caption):
                 break
             del self._held[seq]
             if not self._is_stale(caption):
@@ -121,8 +143,23 @@ class CaptionSequencer:
                 ready.extend(self._show(caption))
         return ready
 
-    def _is_next(self, seq: int) -> bool:
-        return self._last_seq is not None and seq == self._last_seq + 1
+    def _is_next(self, caption: Caption) -> bool:
+        """Nothing this listener gets can still come before it: the seq after the last one shown,
+        or a final line whose previous final line is shown (the seqs between are partial lines,
+        which only source-language listeners get, decision 80). The session's first final line
+        names none (0): nothing comes before it even when it is the first line seen. A line held
+        before it (a source-language listener's partial) still goes first."""
+        if self._last_seq is not None and caption.seq == self._last_seq + 1:
+            return True
+        previous = caption.previous_seq if caption.final else None
+        if previous is None or min(self._held, default=caption.seq) < caption.seq:
+            return False
+        if self._last_seq is None:
+            return previous == 0
+        return caption.seq > self._last_seq and self._has_shown(previous)
+
+    def _has_shown(self, seq: int) -> bool:
+        return seq <= self._floor or seq in self._shown
 
     def _is_stale(self, caption: Caption) -> bool:
         if caption.seq <= self._floor or caption.seq in self._shown:
@@ -136,6 +173,11 @@ class CaptionSequencer:
         return caption.line_id is not None and caption.line_id in self._final_lines
 
     def _show(self, caption: Caption) -> list[Caption]:
+        previous = caption.previous_seq
+        # (Before the first line shown, a line may be from before the listener joined.)
+        if self._last_seq is not None and caption.final and previous is not None and not self._has_shown(previous):
+            self._note_missing(previous)
+        self._missing.pop(caption.seq, None)
         self._last_seq = max(caption.seq, self._last_seq or 0)
         self._shown[caption.seq] = None
         if len(self._shown) > REMEMBERED_SEQS:
@@ -155,9 +197,14 @@ class CaptionSequencer:
                 del self._final_lines[next(iter(self._final_lines))]
         return [caption]
 
+    def _note_missing(self, seq: int) -> None:
+        self._missing[seq] = self._clock()
+        if len(self._missing) > REMEMBERED_SEQS:
+            del self._missing[next(iter(self._missing))]
+
     def _release_consecutive(self) -> list[Caption]:
         ready = []
-        while self._last_seq is not None and (self._last_seq + 1) in self._held:
-            caption, _ = self._held.pop(self._last_seq + 1)
+        while self._held and self._is_next(self._held[min(self._held)][0]):
+            caption, _ = self._held.pop(min(self._held))
             ready.extend(self._show(caption))
         return ready

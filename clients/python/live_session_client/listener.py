@@ -85,8 +85,8 @@ class ListenerClient(SessionClient):
 
     def _join_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"sessionId": self.session_id, "targetLanguage": self.language}
-        if self.captions.last_seq is not None:
-            fields["lastSeq"] = self.captions.last_seq
+        if self.captions.resume_after is not None:
+            fields["lastSeq"] = self.captions.resume_after
         elif self.catch_up:
             fields["lastSeq"] = 0
         return fields

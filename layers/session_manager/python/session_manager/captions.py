@@ -33,6 +33,7 @@ def caption_message(line: CaptionLine) -> Message:
         text=line.text,
         final=line.final,
         untranslated=True if line.untranslated else None,
+        previousSeq=line.previous_seq,
     )
 
 
@@ -62,7 +63,7 @@ class CaptionService:
         now = now_ms(self.clock)
         # Before the numbering write: a runaway client must not burn Translate (or numbers).
         self.limiter.caption(session_id, now / 1000)
-        result = self.sessions.next_caption_seq(session_id, caller.connection_id, now)
+        result = self.sessions.next_caption_seq(session_id, caller.connection_id, now, request.final)
         if isinstance(result, Refusal):
             if result.session is not None and rules.is_live(result.session, now / 1000):
                 raise ForbiddenError("This connection is no longer the session's speaker.", session_id=session_id)
@@ -112,9 +113,10 @@ class CaptionService:
         (a line still being spoken goes to source-language listeners only: Translate is not paid
         for every keystroke)."""
         session_id, seq, source = session.session_id, session.caption_seq, session.source_language
-        lines = [CaptionLine(session_id, seq, line_id, source, request.text, request.final, now)]
         if not request.final:
-            return lines
+            return [CaptionLine(session_id, seq, line_id, source, request.text, False, now)]
+        previous = session.previous_final_seq
+        lines = [CaptionLine(session_id, seq, line_id, source, request.text, True, now, previous_seq=previous)]
         languages = session.languages_to_caption(now, self.settings.caption_history_seconds)
         targets = [language for language in languages if language != source]
         if not targets:
@@ -127,7 +129,17 @@ class CaptionService:
         for language in targets:
             text = translations.get(language)
             lines.append(
-                CaptionLine(session_id, seq, line_id, language, text or request.text, True, now, untranslated=not text)
+                CaptionLine(
+                    session_id,
+                    seq,
+                    line_id,
+                    language,
+                    text or request.text,
+                    True,
+                    now,
+                    untranslated=not text,
+                    previous_seq=previous,
+                )
             )
         return lines
 

@@ -40,6 +40,10 @@ class Session:
     # caption must be translated into are one read away (no index query, no scan).
     language_counts: dict[str, int] = field(default_factory=dict)
     caption_seq: int = 0  # the last caption's sequence number
+    # Written with a final line's number: its seq, and the seq of the final line before it (0:
+    # none), so a listener can tell a missing line from the partial lines it never gets (decision 80).
+    last_final_seq: int = 0
+    previous_final_seq: int = 0
     language_left_at: dict[str, int] = field(default_factory=dict)  # epoch ms of a language's last leave
 
     @property
@@ -81,6 +85,8 @@ class Session:
                 if key.startswith(LANGUAGE_COUNT_PREFIX)
             },
             caption_seq=int(item.get("captionSeq", 0)),
+            last_final_seq=int(item.get("lastFinalSeq", 0)),
+            previous_final_seq=int(item.get("previousFinalSeq", 0)),
             language_left_at={
                 key.removeprefix(LANGUAGE_LEFT_PREFIX): int(value)
                 for key, value in item.items()
@@ -141,3 +147,4 @@ class CaptionLine:
     final: bool
     timestamp: int  # epoch ms
     untranslated: bool = False
+    previous_seq: int | None = None  # final lines: the seq of the final line before (0: none)

@@ -82,9 +82,10 @@ class SessionStore(Protocol):
         """Set the seat counts (total and per language) to what the connection items say, only
         if the total is still ``observed`` and nobody joined or left since ``settled_before_ms``."""
 
-    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
+    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int, final: bool) -> WriteResult:
         """Number the next caption of the live session whose speaker that connection is; the
-        session as written (its languages in use), or a refusal with it as it was."""
+        session as written (its languages in use; for a final line, `previous_final_seq`), or a
+        refusal with it as it was."""
 
 
 class ConnectionStore(Protocol):

@@ -66,6 +66,8 @@ def _item(line: CaptionLine, expires_at: int) -> dict[str, Any]:
     }
     if line.untranslated:
         item["untranslated"] = True
+    if line.previous_seq is not None:
+        item["previousSeq"] = line.previous_seq
     return item
 
 
@@ -80,4 +82,5 @@ def _line(item: dict[str, Any]) -> CaptionLine:
         final=bool(item["final"]),
         timestamp=int(item["timestamp"]),
         untranslated=bool(item.get("untranslated", False)),
+        previous_seq=int(item["previousSeq"]) if "previousSeq" in item else None,
     )

@@ -155,21 +155,33 @@ class DynamoDBSessionStore:
             return Refusal(session_failed=True, session=_session(failure.item_at(0)))
         return Written(Session.from_item(from_item(response["Attributes"])))
 
-    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int) -> WriteResult:
+    def next_caption_seq(self, session_id: str, speaker_connection_id: str, now_ms: int, final: bool) -> WriteResult:
         """One atomic write numbers the caption, checks that the caller is the live session's
         speaker, and returns the session (its languages in use) as written.
 
         ADD is not idempotent, and the SDK resends a write whose answer timed out (botocore
         standard retries): the write carries a token of its own, refuses one that already landed,
-        and that refusal's ALL_OLD is the session as the first attempt left it (decision 73)."""
+        and that refusal's ALL_OLD is the session as the first attempt left it (decision 73).
+
+        A final line also moves `lastFinalSeq` to its number and keeps the one before in
+        `previousFinalSeq` (decision 80). DynamoDB evaluates every operand against the item as it
+        was before the write; listing each SET before the one that changes what it reads gives
+        the same result where actions were applied in order."""
         request = secrets.token_hex(8)
+        numbering = "ADD captionSeq :one SET captionRequest = :request"
+        if final:
+            numbering = (
+                "SET captionRequest = :request, previousFinalSeq = if_not_exists(lastFinalSeq, :zero),"
+                " lastFinalSeq = if_not_exists(captionSeq, :zero) + :one,"
+                " captionSeq = if_not_exists(captionSeq, :zero) + :one"
+            )
         try:
             response = self.db.call(
                 "update_item",
                 [self.sessions_table],
                 TableName=self.sessions_table,
                 Key=to_attribute_values({"sessionId": session_id}),
-                UpdateExpression="ADD captionSeq :one SET captionRequest = :request",
+                UpdateExpression=numbering,
                 ConditionExpression=(
                     "isActive = :true AND expiresAt > :nowSeconds AND speakerConnectionId = :speaker"
                     " AND (attribute_not_exists(captionRequest) OR captionRequest <> :request)"
@@ -181,6 +193,7 @@ class DynamoDBSessionStore:
                         ":nowSeconds": now_ms // 1000,
                         ":speaker": speaker_connection_id,
                         ":request": request,
+                        **({":zero": 0} if final else {}),
                     }
                 ),
                 ReturnValues="ALL_NEW",
