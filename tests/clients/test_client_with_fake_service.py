@@ -243,27 +243,32 @@ async def test_a_dropped_listener_rejoins_with_its_last_seq_and_shows_replayed_l
         await listener.close()
 
 
-async def test_a_dictated_line_is_shown_at_once_and_one_missing_before_a_drop_is_asked_for_again():
+def replaying_kept_final_lines(fake: FakeService):
+    """A joinSession answer followed by the kept final lines after lastSeq, each naming the one
+    before it: 4 (after partials 2-3), 7 (after 5-6), 8."""
+
+    async def join_and_replay(connection: FakeConnection, message: dict) -> None:
+        await fake._answer_joinSession(connection, message)
+        for seq, previous in ((4, 1), (7, 4), (8, 7)):
+            if seq > message["lastSeq"]:
+                await connection.caption(seq, previousSeq=previous)
+
+    return join_and_replay
+
+
+async def test_a_dictated_line_is_shown_at_once_and_a_line_held_at_a_drop_comes_back_with_the_replay():
     async with FakeService() as fake:
-
-        async def join_and_replay(connection: FakeConnection, message: dict) -> None:
-            await fake._answer_joinSession(connection, message)
-            # The kept final lines after lastSeq: 4 (after partials 2-3), 7 (after 5-6), 8.
-            for seq, previous in ((4, 1), (7, 4), (8, 7)):
-                if seq > message["lastSeq"]:
-                    await connection.caption(seq, previousSeq=previous)
-
         # GIVEN a translated-language listener whose reorder window is far longer than any wait here
         listener, log, first = await joined_listener(fake, reorder_window=30.0)
         await first.caption(1, previousSeq=0)
-        await log.captions_until(1)  # the first line seen waits the window only when nothing follows
+        await log.captions_until(1)  # the session's first final line: nothing can come before it
         # WHEN a dictated line comes after partial lines it never gets (seqs 2-3)
         await first.caption(4, previousSeq=1)
         # THEN it is shown at once: it names line 1 as the line before it
         assert await log.captions_until(2, timeout=10) == [1, 4]
         # AND WHEN line 8 names 7, which is on its way on the connection that then drops
         await first.caption(8, previousSeq=7)
-        fake.responders["joinSession"] = join_and_replay
+        fake.responders["joinSession"] = replaying_kept_final_lines(fake)
         first.abort()
         second = await fake.connection(2)
         # THEN the rejoin asks for what followed 4, the last line before the one still missing
@@ -277,20 +282,13 @@ async def test_a_dictated_line_is_shown_at_once_and_one_missing_before_a_drop_is
 
 async def test_a_final_line_found_missing_just_before_a_drop_is_asked_for_again_and_shown_late_once():
     async with FakeService() as fake:
-
-        async def join_and_replay(connection: FakeConnection, message: dict) -> None:
-            await fake._answer_joinSession(connection, message)
-            for seq, previous in ((4, 1), (7, 4), (8, 7)):
-                if seq > message["lastSeq"]:
-                    await connection.caption(seq, previousSeq=previous)
-
         listener, log, first = await joined_listener(fake, reorder_window=0.2)
         await first.caption(1, previousSeq=0)
         await first.caption(4, previousSeq=1)
         # GIVEN line 7's invocation is slow: 8, which names it, is shown without it after the window
         await first.caption(8, previousSeq=7)
         assert await log.captions_until(3) == [1, 4, 8]
-        fake.responders["joinSession"] = join_and_replay
+        fake.responders["joinSession"] = replaying_kept_final_lines(fake)
         # WHEN the connection drops before 7 arrives
         first.abort()
         second = await fake.connection(2)
