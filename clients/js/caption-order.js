@@ -118,7 +118,7 @@ export class CaptionSequencer {
   accept(caption) {
     if (!caption || this._isStale(caption)) return [];
     if (this._lastSeq !== null && caption.seq < this._lastSeq) return this._show({ ...caption, late: true });
-    if (this._isNext(caption)) return [...this._show(caption), ...this._releaseConsecutive()];
+    if (this._isNext(caption)) return [...this._show(caption), ...this._release(-Infinity)];
     // Also the first caption: a line fanned out just before it may still be on its way.
     if (!this._held.has(caption.seq)) this._held.set(caption.seq, { caption, arrivedAt: this._now() });
     return this.releaseDue();
@@ -126,12 +126,16 @@ export class CaptionSequencer {
 
   /** Held captions whose wait is over, and the ones consecutive to them. */
   releaseDue() {
+    return this._release(this._now() - this.reorderWindowMs);
+  }
+
+  /** Held captions, lowest seq first, while each is next or arrived by `waitedSince`. */
+  _release(waitedSince) {
     const ready = [];
-    const now = this._now();
     while (this._held.size) {
       const seq = Math.min(...this._held.keys());
       const { caption, arrivedAt } = this._held.get(seq);
-      if (now - arrivedAt < this.reorderWindowMs && !this._isNext(caption)) break;
+      if (arrivedAt > waitedSince && !this._isNext(caption)) break;
       this._held.delete(seq);
       if (!this._isStale(caption)) ready.push(...this._show(caption));
     }
@@ -204,18 +208,6 @@ export class CaptionSequencer {
       if (this._finalLines.size > REMEMBERED_FINAL_LINES) this._finalLines.delete(this._finalLines.keys().next().value);
     }
     return [caption];
-  }
-
-  _releaseConsecutive() {
-    const ready = [];
-    while (this._held.size) {
-      const seq = Math.min(...this._held.keys());
-      const { caption } = this._held.get(seq);
-      if (!this._isNext(caption)) break;
-      this._held.delete(seq);
-      ready.push(...this._show(caption));
-    }
-    return ready;
   }
 }
 

@@ -923,6 +923,7 @@ export class ListenerClient extends SessionClient {
     this.targetLanguage = null;
     this.sourceLanguage = null;
     this.speakerAway = false;
+    this._speakerHeardOn = null; // the connection the last speakerAway or speakerReturned came on
     this._captions = new CaptionSequencer({ reorderWindowMs: this.options.captionReorderWindowMs });
     this._captionTimer = null;
     this.on("speakerAway", () => {

@@ -243,9 +243,10 @@ async def test_a_dropped_listener_rejoins_with_its_last_seq_and_shows_replayed_l
         await listener.close()
 
 
-def replaying_kept_final_lines(fake: FakeService):
-    """A joinSession answer followed by the kept final lines after lastSeq, each naming the one
-    before it: 4 (after partials 2-3), 7 (after 5-6), 8."""
+async def drop_and_rejoin_with_kept_final_lines(fake: FakeService, first: FakeConnection) -> int:
+    """Drop the listener's connection; its rejoin is answered, then sent the kept final lines after
+    its lastSeq, each naming the one before it: 4 (after partials 2-3), 7 (after 5-6), 8. The
+    lastSeq the rejoin sent."""
 
     async def join_and_replay(connection: FakeConnection, message: dict) -> None:
         await fake._answer_joinSession(connection, message)
@@ -253,7 +254,10 @@ def replaying_kept_final_lines(fake: FakeService):
             if seq > message["lastSeq"]:
                 await connection.caption(seq, previousSeq=previous)
 
-    return join_and_replay
+    fake.responders["joinSession"] = join_and_replay
+    first.abort()
+    second = await fake.connection(2)
+    return (await second.next_message("joinSession"))["lastSeq"]
 
 
 async def test_a_dictated_line_is_shown_at_once_and_a_line_held_at_a_drop_comes_back_with_the_replay():
@@ -268,11 +272,8 @@ async def test_a_dictated_line_is_shown_at_once_and_a_line_held_at_a_drop_comes_
         assert await log.captions_until(2, timeout=10) == [1, 4]
         # AND WHEN line 8 names 7, which is on its way on the connection that then drops
         await first.caption(8, previousSeq=7)
-        fake.responders["joinSession"] = replaying_kept_final_lines(fake)
-        first.abort()
-        second = await fake.connection(2)
         # THEN the rejoin asks for what followed 4, the last line before the one still missing
-        assert (await second.next_message("joinSession"))["lastSeq"] == 4
+        assert await drop_and_rejoin_with_kept_final_lines(fake, first) == 4
         # AND 7 and 8 are shown once each, in order
         assert await log.captions_until(4) == [1, 4, 7, 8]
         await asyncio.sleep(0.3)
@@ -288,12 +289,9 @@ async def test_a_final_line_found_missing_just_before_a_drop_is_asked_for_again_
         # GIVEN line 7's invocation is slow: 8, which names it, is shown without it after the window
         await first.caption(8, previousSeq=7)
         assert await log.captions_until(3) == [1, 4, 8]
-        fake.responders["joinSession"] = replaying_kept_final_lines(fake)
         # WHEN the connection drops before 7 arrives
-        first.abort()
-        second = await fake.connection(2)
         # THEN the rejoin asks for what followed 6, just before the missing line
-        assert (await second.next_message("joinSession"))["lastSeq"] == 6
+        assert await drop_and_rejoin_with_kept_final_lines(fake, first) == 6
         # AND 7 is shown (late, for its place), and 8 is not shown again
         assert await log.captions_until(4) == [1, 4, 8, 7]
         await asyncio.sleep(0.3)

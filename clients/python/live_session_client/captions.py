@@ -17,6 +17,7 @@ speaker's resend after a lost answer (decision 78): its seq counts as shown, not
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -115,19 +116,22 @@ class CaptionSequencer:
         if self._last_seq is not None and caption.seq < self._last_seq:
             return self._show(replace(caption, late=True))
         if self._is_next(caption):
-            return [*self._show(caption), *self._release_consecutive()]
+            return [*self._show(caption), *self._release(waited_since=-math.inf)]
         # Also the first caption: a line fanned out just before it may still be on its way.
         self._held.setdefault(caption.seq, (caption, self._clock()))
         return self.release_due()
 
     def release_due(self) -> list[Caption]:
         """Held captions whose wait is over, and those consecutive to them."""
+        return self._release(waited_since=self._clock() - self.reorder_window_seconds)
+
+    def _release(self, waited_since: float) -> list[Caption]:
+        """Held captions, lowest seq first, while each is next or arrived by `waited_since`."""
         ready: list[Caption] = []
-        now = self._clock()
         while self._held:
             seq = min(self._held)
             caption, arrived = self._held[seq]
-            if now - arrived < self.reorder_window_seconds and not self._is_next(caption):
+            if arrived > waited_since and not self._is_next(caption):
                 break
             del self._held[seq]
             if not self._is_stale(caption):
@@ -201,10 +205,3 @@ class CaptionSequencer:
         self._missing[seq] = self._clock()
         if len(self._missing) > REMEMBERED_SEQS:
             del self._missing[next(iter(self._missing))]
-
-    def _release_consecutive(self) -> list[Caption]:
-        ready = []
-        while self._held and self._is_next(self._held[min(self._held)][0]):
-            caption, _ = self._held.pop(min(self._held))
-            ready.extend(self._show(caption))
-        return ready

@@ -4,6 +4,8 @@ dropped resumes without losing a line (docs/decisions.md, 52-55)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -115,32 +117,22 @@ class CaptionService:
         session_id, seq, source = session.session_id, session.caption_seq, session.source_language
         if not request.final:
             return [CaptionLine(session_id, seq, line_id, source, request.text, False, now)]
-        previous = session.previous_final_seq
-        lines = [CaptionLine(session_id, seq, line_id, source, request.text, True, now, previous_seq=previous)]
+        spoken = CaptionLine(
+            session_id, seq, line_id, source, request.text, True, now, previous_seq=session.previous_final_seq
+        )
         languages = session.languages_to_caption(now, self.settings.caption_history_seconds)
         targets = [language for language in languages if language != source]
         if not targets:
-            return lines
+            return [spoken]
         translations = self.translator.translate(request.text, source, targets)
         failed = [language for language in targets if not translations.get(language)]
         if failed:
             logger.warning("caption not translated", extra={"sessionId": session_id, "languages": failed})
             metrics.add_metric(name="UntranslatedCaptions", unit=MetricUnit.Count, value=len(failed))
+        lines = [spoken]
         for language in targets:
             text = translations.get(language)
-            lines.append(
-                CaptionLine(
-                    session_id,
-                    seq,
-                    line_id,
-                    language,
-                    text or request.text,
-                    True,
-                    now,
-                    untranslated=not text,
-                    previous_seq=previous,
-                )
-            )
+            lines.append(replace(spoken, language=language, text=text or request.text, untranslated=not text))
         return lines
 
     def _listeners(self, session_id: str, languages: list[str]) -> dict[str, tuple[str, ...]]:
